@@ -1,0 +1,68 @@
+import type { RegenerateReason } from "./session.js";
+
+/** Events a session manager emits, with their payloads. None carries a token or secret. */
+export interface SessionEvents {
+  /** A new session was written. */
+  created: { id: string; userId?: string };
+  /** A token loaded its session. */
+  loaded: { id: string };
+  /** A session got a new id. */
+  regenerated: { oldId: string; id: string; reason: RegenerateReason };
+  /** A session ended, here or (`remote`) in another process. */
+  ended: { id: string; userId?: string; remote?: boolean };
+  /** A token named a session that had expired. */
+  expired: { id: string };
+  /** A token had a valid id but the wrong secret. */
+  forged: { id: string };
+  /** A versioned write lost a race and is being retried. */
+  conflict: { id: string; attempt: number };
+  /** A connection resumed its session under a new id. */
+  resumed: { id: string; oldId: string };
+  /** A live connection must close because its session resumed elsewhere. */
+  replaced: { id: string; connection: { id: string; node: string }; remote?: boolean };
+  /** A background failure (e.g. the store's event subscription could not be set up). */
+  error: Error;
+}
+
+type Listener<T> = (payload: T) => void;
+
+/** A small typed emitter; a listener that throws cannot break the emitter or the other listeners. */
+export class Emitter<E extends object> {
+  readonly #listeners = new Map<keyof E, Set<Listener<never>>>();
+  /** Called when a listener is added; subclasses start background work lazily here. */
+  protected onListen: ((event: keyof E) => void) | undefined;
+
+  /** Adds a listener; returns a function that removes it. */
+  on<K extends keyof E>(event: K, listener: Listener<E[K]>): () => void {
+    let set = this.#listeners.get(event);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
+    set.add(listener as Listener<never>);
+    this.onListen?.(event);
+    return () => this.off(event, listener);
+  }
+
+  /** Removes a listener. */
+  off<K extends keyof E>(event: K, listener: Listener<E[K]>): void {
+    this.#listeners.get(event)?.delete(listener as Listener<never>);
+  }
+
+  /** Calls every listener of an event with the payload. */
+  protected emit<K extends keyof E>(event: K, payload: E[K]): void {
+    const set = this.#listeners.get(event);
+    if (!set || set.size === 0) {
+      if (event === "error") process.emitWarning(payload as Error);
+      return;
+    }
+    for (const listener of set) {
+      try {
+        (listener as Listener<E[K]>)(payload);
+      } catch (error) {
+        if (event !== "error")
+          this.emit("error" as K, (error instanceof Error ? error : new Error(String(error))) as E[K]);
+      }
+    }
+  }
+}

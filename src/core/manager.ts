@@ -1,0 +1,660 @@
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { SessionDelta, SessionStore, StoredRecord, StoreEvent } from "../stores/types.js";
+import { type Clock, systemClock } from "./clock.js";
+import { isStowageError, StowageError } from "./errors.js";
+import { Emitter, type SessionEvents } from "./events.js";
+import { attributesBytes, serializeJson } from "./json.js";
+import { KeyRing, type SealingKey } from "./keyring.js";
+import { type Attributes, expiryOf, type JsonValue, type LoginType, type SessionRecord } from "./record.js";
+import {
+  type AcquireOptions,
+  CSRF_KEY,
+  forgetSizes,
+  Session,
+  type SessionHost,
+  type SessionLease,
+  type SessionState,
+  state,
+} from "./session.js";
+import { issueToken, parseToken, verifySecret } from "./tokens.js";
+
+/** Options for `createSessions`. */
+export interface SessionsOptions {
+  /** Where records live. @default new MemoryStore() */
+  store?: SessionStore;
+  /** Absolute lifetime of a session in ms. @default 14 days */
+  ttl?: number;
+  /** Idle lifetime in ms: a session unused this long expires. @default 30 minutes */
+  idleTimeout?: number;
+  /** Minimum ms between idle-expiry refreshes of an unchanged session. @default min(idleTimeout / 10, 60 s) */
+  touchAfter?: number;
+  /** Routine id rotation: regenerate the id when it is older than this many ms; 0 turns it off. @default 0 */
+  rotateEvery?: number;
+  /** How long the old id of a routine rotation keeps resolving. @default 10000 */
+  rotationGraceMs?: number;
+  /** Sealing keys for channel secrets (the first one seals), or a ready KeyRing. */
+  keys?: readonly SealingKey[] | KeyRing;
+  /** Largest serialized size of one session's attributes, in bytes. @default 65536 */
+  maxAttributesBytes?: number;
+  /** Time source, for tests. @default the system clock */
+  clock?: Clock;
+}
+
+/** What `create` may set up front. */
+export interface CreateInit<A extends object = Attributes> {
+  /** Initial attributes. */
+  attributes?: Partial<A>;
+  /** Preferred language tag. */
+  language?: string;
+}
+
+/** A session as listed for its user (no secrets). */
+export interface SessionInfo {
+  /** Session id. */
+  id: string;
+  /** When it was created. */
+  createdAt: number;
+  /** When it expires at the latest. */
+  expiresAt: number;
+  /** Permission level. */
+  level: number;
+  /** How the user signed in. */
+  loginType: LoginType;
+  /** When the user signed in. */
+  lastLoginAt?: number;
+  /** Language tag. */
+  language?: string;
+  /** Attributes (the CSRF secret left out). */
+  attributes: Attributes;
+}
+
+/** Options for `commit`. */
+export interface CommitOptions {
+  /** Allow a due routine rotation in this commit; pass false once response headers are out. @default true */
+  rotate?: boolean;
+}
+
+/** Counters since the manager was created. */
+export interface SessionStats {
+  created: number;
+  loaded: number;
+  malformed: number;
+  unknown: number;
+  forged: number;
+  expired: number;
+  ended: number;
+  regenerated: number;
+  conflicts: number;
+}
+
+const DAY = 86_400_000;
+const MAX_UPDATE_MS = 30_000;
+
+/** The session manager: creates, loads, commits and ends sessions on one store. */
+export class Sessions<A extends object = Attributes> extends Emitter<SessionEvents> {
+  /** The store behind this manager. */
+  readonly store: SessionStore;
+  /** Absolute lifetime in ms. */
+  readonly ttl: number;
+  /** Idle lifetime in ms. */
+  readonly idleTimeout: number;
+  readonly #touchAfter: number;
+  readonly #rotateEvery: number;
+  readonly #rotationGraceMs: number;
+  readonly #clock: Clock;
+  readonly #host: SessionHost;
+  readonly #origin = randomBytes(8).toString("base64url");
+  readonly #stats: SessionStats = {
+    created: 0,
+    loaded: 0,
+    malformed: 0,
+    unknown: 0,
+    forged: 0,
+    expired: 0,
+    ended: 0,
+    regenerated: 0,
+    conflicts: 0,
+  };
+  #unsubscribe: Promise<() => Promise<void>> | undefined;
+  #closed = false;
+
+  constructor(store: SessionStore, options: Omit<SessionsOptions, "store"> = {}) {
+    super();
+    this.store = store;
+    this.ttl = positive("ttl", options.ttl, 14 * DAY);
+    this.idleTimeout = positive("idleTimeout", options.idleTimeout, 30 * 60_000);
+    this.#touchAfter = nonNegative("touchAfter", options.touchAfter, Math.min(this.idleTimeout / 10, 60_000));
+    this.#rotateEvery = nonNegative("rotateEvery", options.rotateEvery, 0);
+    this.#rotationGraceMs = nonNegative("rotationGraceMs", options.rotationGraceMs, 10_000);
+    this.#clock = options.clock ?? systemClock;
+    const keys =
+      options.keys === undefined || options.keys instanceof KeyRing
+        ? options.keys
+        : new KeyRing(options.keys);
+    const maxAttributesBytes = positive("maxAttributesBytes", options.maxAttributesBytes, 65_536);
+    this.#host = {
+      maxAttributesBytes,
+      keys,
+      now: () => this.#clock.now(),
+      commit: (s) => this.#serialized(s, true),
+      update: (s, key, fn) => this.#update(s, key, fn),
+      acquire: (s, opts) => this.#acquire(s, opts),
+    };
+    this.onListen = (event) => {
+      if (event === "ended" || event === "replaced") this.#subscribe();
+    };
+  }
+
+  /** A new session. It is written at the first commit that finds something in it (or at `save()`). */
+  create(init: CreateInit<A> = {}): Session<A> {
+    const issued = issueToken();
+    const now = this.#clock.now();
+    const session = new Session<A>(this.#host, {
+      id: issued.id,
+      token: issued.token,
+      verifier: issued.verifier,
+      secret: issued.token.slice(issued.id.length + 1),
+      storedId: undefined,
+      dirty: false,
+      version: 0,
+      createdAt: now,
+      rotatedAt: now,
+      expiresAt: now + this.ttl,
+      idleExpiresAt: now + this.idleTimeout,
+      userId: undefined,
+      level: 0,
+      loginType: "unspecified",
+      lastLoginAt: undefined,
+      language: undefined,
+      channel: undefined,
+      attributes: {},
+      pendingSet: new Map(),
+      pendingUnset: new Set(),
+      meta: {},
+      regenerate: undefined,
+      dropId: undefined,
+      ended: false,
+      sizes: undefined,
+      totalBytes: 0,
+      commits: 0,
+      newAt: 0,
+      loginAt: undefined,
+      oldId: undefined,
+      oldIdAt: undefined,
+      lease: undefined,
+      committing: undefined,
+    });
+    if (init.language !== undefined) session.setLanguage(init.language);
+    for (const [key, value] of Object.entries(init.attributes ?? {})) {
+      session.set(key as keyof A & string, value as A[keyof A & string]);
+    }
+    return session;
+  }
+
+  /**
+   * The session a token names, or null when the token is malformed, unknown, forged, expired or ended
+   * (the reason is counted in `stats()` and emitted). Store failures reject with STORE_UNAVAILABLE.
+   */
+  async load(token: unknown): Promise<Session<A> | null> {
+    const parsed = parseToken(token);
+    if (!parsed) {
+      this.#stats.malformed++;
+      return null;
+    }
+    const record = await this.store.get(parsed.id);
+    if (!record) {
+      this.#stats.unknown++;
+      return null;
+    }
+    if (!verifySecret(parsed.secret, record.via ? record.via.verifier : record.verifier)) {
+      this.#stats.forged++;
+      this.emit("forged", { id: parsed.id });
+      return null;
+    }
+    const now = this.#clock.now();
+    if (record.via && record.via.until <= now) {
+      this.#stats.unknown++;
+      return null;
+    }
+    if (expiryOf(record) <= now) {
+      this.#stats.expired++;
+      this.emit("expired", { id: record.id });
+      return null;
+    }
+    this.#stats.loaded++;
+    this.emit("loaded", { id: record.id });
+    return new Session<A>(this.#host, fromRecord(record, token as string, parsed.secret));
+  }
+
+  /**
+   * Writes what changed in the session: nothing when nothing changed, the per-key delta otherwise,
+   * an insert for a new session that holds something, a rename when the id is regenerated, a delete
+   * when it ended. Resolves true if the store was written.
+   */
+  commit(session: Session<A>, options: CommitOptions = {}): Promise<boolean> {
+    return this.#serialized(session[state], options.rotate ?? true);
+  }
+
+  #serialized(s: SessionState, rotate: boolean): Promise<boolean> {
+    const run = (s.committing ?? Promise.resolve()).then(
+      () => this.#commit(s, rotate),
+      () => this.#commit(s, rotate),
+    );
+    s.committing = run;
+    return run;
+  }
+
+  /** Live sessions of one user, oldest first. */
+  async listForUser(userId: string): Promise<SessionInfo[]> {
+    const now = this.#clock.now();
+    const records = await this.store.listByUser(userId);
+    return records
+      .filter((r) => expiryOf(r) > now)
+      .sort((a, b) => a.createdAt - b.createdAt)
+      .map((r) => {
+        const { [CSRF_KEY]: _csrf, ...attributes } = r.attributes;
+        return {
+          id: r.id,
+          createdAt: r.createdAt,
+          expiresAt: expiryOf(r),
+          level: r.level,
+          loginType: r.loginType,
+          ...(r.lastLoginAt === undefined ? {} : { lastLoginAt: r.lastLoginAt }),
+          ...(r.language === undefined ? {} : { language: r.language }),
+          attributes,
+        };
+      });
+  }
+
+  /** Ends every session of a user (except `except`, an id); resolves how many ended. */
+  async endAllForUser(userId: string, options: { except?: string } = {}): Promise<number> {
+    const ids = await this.store.deleteByUser(
+      userId,
+      options.except === undefined ? {} : { exceptId: options.except },
+    );
+    await Promise.all(ids.map((id) => this.#ended(id, userId)));
+    return ids.length;
+  }
+
+  /** Ends one session by id; resolves true if it existed. */
+  async end(id: string): Promise<boolean> {
+    const removed = await this.store.delete(id);
+    if (removed) await this.#ended(id, undefined);
+    return removed;
+  }
+
+  /** Removes expired records from a store without native expiry; resolves how many. */
+  sweep(): Promise<number> {
+    return this.store.sweep(this.#clock.now());
+  }
+
+  /** A copy of the counters. */
+  stats(): SessionStats {
+    return { ...this.#stats };
+  }
+
+  /** Stops listening for store events and closes the store. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const unsubscribe = this.#unsubscribe;
+    this.#unsubscribe = undefined;
+    if (unsubscribe) await (await unsubscribe.catch(() => async () => {}))();
+    await this.store.close();
+  }
+
+  async #commit(s: SessionState, rotate: boolean): Promise<boolean> {
+    const wrote = await this.#write(s, rotate);
+    s.commits++;
+    return wrote;
+  }
+
+  async #write(s: SessionState, rotate: boolean): Promise<boolean> {
+    if (s.ended) {
+      const stored = s.storedId;
+      if (stored === undefined) return false;
+      const removed = await this.store.delete(stored);
+      s.storedId = undefined;
+      if (removed) await this.#ended(stored, s.userId);
+      return removed;
+    }
+    let wrote = false;
+    if (s.dropId !== undefined) {
+      const dropped = s.dropId;
+      if (await this.store.delete(dropped)) await this.#ended(dropped, undefined);
+      s.dropId = undefined;
+      this.#stats.regenerated++;
+      this.emit("regenerated", { oldId: dropped, id: s.id, reason: "logout" });
+      wrote = true;
+    }
+    if (s.storedId === undefined) return (await this.#insert(s)) || wrote;
+    const now = this.#clock.now();
+    if (s.regenerate) return this.#rename(s);
+    if (rotate && this.#rotateEvery > 0 && now - s.rotatedAt >= this.#rotateEvery) return this.#rotate(s);
+    const delta = pendingDelta(s);
+    if (delta) {
+      const idle = now + this.idleTimeout;
+      delta.meta = { ...delta.meta, idleExpiresAt: idle };
+      s.version = await this.#retarget(s, (id) => this.store.commit(id, delta));
+      s.idleExpiresAt = idle;
+      clearPending(s);
+      return true;
+    }
+    if (now - (s.idleExpiresAt - this.idleTimeout) >= this.#touchAfter) {
+      const idle = now + this.idleTimeout;
+      await this.#retarget(s, (id) => this.store.touch(id, idle));
+      s.idleExpiresAt = idle;
+      return true;
+    }
+    return wrote;
+  }
+
+  async #insert(s: SessionState): Promise<boolean> {
+    if (!s.dirty) return false;
+    await this.store.insert(toRecord(s));
+    s.storedId = s.id;
+    s.version = 1;
+    clearPending(s);
+    this.#stats.created++;
+    this.emit("created", { id: s.id, ...(s.userId === undefined ? {} : { userId: s.userId }) });
+    return true;
+  }
+
+  /** Routine rotation: a new token, with the old one kept as an alias for in-flight requests. */
+  async #rotate(s: SessionState): Promise<boolean> {
+    const fresh = await this.store.get(s.storedId!);
+    if (!fresh) throw new StowageError("SESSION_ENDED", "the session has ended");
+    if (fresh.via || this.#clock.now() - fresh.rotatedAt < this.#rotateEvery) {
+      // A parallel request rotated first: keep this token (it is now an alias) and write to the new id.
+      s.storedId = fresh.id;
+      s.rotatedAt = fresh.rotatedAt;
+      return this.#write(s, false);
+    }
+    const issued = issueToken();
+    s.oldId = s.id;
+    s.oldIdAt = s.commits;
+    s.id = issued.id;
+    s.token = issued.token;
+    s.verifier = issued.verifier;
+    s.secret = issued.token.slice(issued.id.length + 1);
+    s.regenerate = { reason: "rotation", graceMs: this.#rotationGraceMs };
+    return this.#rename(s, fresh);
+  }
+
+  /** Moves the stored record to the session's new id, carrying the pending delta; retried on conflict. */
+  async #rename(s: SessionState, first?: StoredRecord): Promise<boolean> {
+    const started = Date.now();
+    const regenerate = s.regenerate!;
+    let fresh = first;
+    for (let attempt = 1; ; attempt++) {
+      fresh ??= await this.store.get(s.storedId!);
+      if (!fresh) throw new StowageError("SESSION_ENDED", "the session ended before it could be regenerated");
+      const now = this.#clock.now();
+      const next = mergeRecord(fresh, s);
+      next.id = s.id;
+      next.verifier = s.verifier;
+      next.rotatedAt = now;
+      next.idleExpiresAt = now + this.idleTimeout;
+      try {
+        const version = await this.store.rename(fresh.id, next, {
+          graceMs: regenerate.graceMs,
+          ifVersion: fresh.version,
+        });
+        const oldId = fresh.id;
+        s.storedId = s.id;
+        s.version = version;
+        s.rotatedAt = now;
+        s.idleExpiresAt = next.idleExpiresAt;
+        s.attributes = next.attributes;
+        s.regenerate = undefined;
+        applyRecordMeta(s, next);
+        forgetSizes(s);
+        clearPending(s);
+        this.#stats.regenerated++;
+        this.emit("regenerated", { oldId, id: s.id, reason: regenerate.reason });
+        return true;
+      } catch (error) {
+        if (!isStowageError(error, "VERSION_CONFLICT")) throw error;
+        fresh = undefined;
+        await this.#conflict(s.id, attempt, started);
+      }
+    }
+  }
+
+  async #update(
+    s: SessionState,
+    key: string,
+    fn: (value: JsonValue | undefined) => unknown,
+  ): Promise<JsonValue> {
+    const started = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      const fresh = await this.store.get(s.storedId!);
+      if (!fresh) throw new StowageError("SESSION_ENDED", "the session has ended");
+      s.storedId = fresh.id;
+      const value = JSON.parse(serializeJson(fn(fresh.attributes[key]), `attribute "${key}"`)) as JsonValue;
+      const bytes = attributesBytes({ ...fresh.attributes, [key]: value });
+      if (bytes > this.#host.maxAttributesBytes) {
+        throw new StowageError(
+          "ATTRIBUTES_TOO_LARGE",
+          `attributes would take ${bytes} bytes; the limit is ${this.#host.maxAttributesBytes}`,
+        );
+      }
+      const idle = this.#clock.now() + this.idleTimeout;
+      try {
+        s.version = await this.store.commit(
+          fresh.id,
+          { set: { [key]: value }, meta: { idleExpiresAt: idle } },
+          { ifVersion: fresh.version },
+        );
+      } catch (error) {
+        if (!isStowageError(error, "VERSION_CONFLICT")) throw error;
+        await this.#conflict(s.id, attempt, started);
+        continue;
+      }
+      s.idleExpiresAt = idle;
+      s.attributes[key] = value;
+      s.pendingSet.delete(key);
+      s.pendingUnset.delete(key);
+      forgetSizes(s);
+      return value;
+    }
+  }
+
+  async #acquire(s: SessionState, options: AcquireOptions): Promise<SessionLease> {
+    if (s.storedId === undefined) {
+      s.dirty = true;
+      await this.#serialized(s, true);
+    }
+    const leaseMs = positive("leaseMs", options.leaseMs, 10_000);
+    const deadline = Date.now() + nonNegative("waitMs", options.waitMs, 5_000);
+    for (let attempt = 1; ; attempt++) {
+      const lock = await this.store.lock(s.storedId!, leaseMs);
+      if (lock) {
+        let released = false;
+        const lease: SessionLease = {
+          fence: lock.fence,
+          release: async () => {
+            if (released) return;
+            released = true;
+            if (s.lease === lease) s.lease = undefined;
+            await lock.release();
+          },
+          [Symbol.asyncDispose]: () => lease.release(),
+        };
+        s.lease = lease;
+        return lease;
+      }
+      if (Date.now() >= deadline) throw new StowageError("LOCK_TIMEOUT", "the session lease stayed busy");
+      await sleep(Math.min(5 * attempt, 50) * (0.5 + Math.random()));
+    }
+  }
+
+  /** Runs a write on the stored id; if that id became a rotation alias meanwhile, retries on the new id. */
+  async #retarget<T>(s: SessionState, write: (id: string) => Promise<T>): Promise<T> {
+    try {
+      return await write(s.storedId!);
+    } catch (error) {
+      if (!isStowageError(error, "SESSION_ENDED")) throw error;
+      const current = await this.store.get(s.storedId!);
+      if (!current?.via) throw error;
+      s.storedId = current.id;
+      return write(current.id);
+    }
+  }
+
+  async #conflict(id: string, attempt: number, started: number): Promise<void> {
+    this.#stats.conflicts++;
+    this.emit("conflict", { id, attempt });
+    if (Date.now() - started > MAX_UPDATE_MS) {
+      throw new StowageError("VERSION_CONFLICT", `gave up after ${attempt} conflicting attempts`);
+    }
+    // Jittered backoff spreads the contenders out so one of them wins each round.
+    const ceiling = Math.min(2 ** Math.min(attempt, 6), 64);
+    await sleep(Math.random() * ceiling);
+  }
+
+  async #ended(id: string, userId: string | undefined): Promise<void> {
+    this.#stats.ended++;
+    this.emit("ended", { id, ...(userId === undefined ? {} : { userId }) });
+    const event: StoreEvent = { type: "ended", id, at: this.#clock.now(), origin: this.#origin };
+    if (userId !== undefined) event.userId = userId;
+    await this.store.publish(event);
+  }
+
+  #subscribe(): void {
+    if (this.#unsubscribe || this.#closed) return;
+    this.#unsubscribe = this.store.subscribe((event) => {
+      if (event.origin === this.#origin) return;
+      if (event.type === "ended" || event.type === "revoked") {
+        this.emit("ended", {
+          id: event.id,
+          ...(event.userId === undefined ? {} : { userId: event.userId }),
+          remote: true,
+        });
+      } else if (event.type === "replaced" && event.connection) {
+        this.emit("replaced", { id: event.id, connection: event.connection, remote: true });
+      }
+    });
+    this.#unsubscribe.catch((error: unknown) => {
+      this.#unsubscribe = undefined;
+      this.emit("error", error instanceof Error ? error : new Error(String(error)));
+    });
+  }
+}
+
+function fromRecord(record: StoredRecord, token: string, secret: string): SessionState {
+  return {
+    id: record.id,
+    token,
+    verifier: record.via ? record.via.verifier : record.verifier,
+    secret,
+    storedId: record.id,
+    dirty: false,
+    version: record.version,
+    createdAt: record.createdAt,
+    rotatedAt: record.rotatedAt,
+    expiresAt: record.expiresAt,
+    idleExpiresAt: record.idleExpiresAt,
+    userId: record.userId,
+    level: record.level,
+    loginType: record.loginType,
+    lastLoginAt: record.lastLoginAt,
+    language: record.language,
+    channel: record.channel,
+    attributes: record.attributes,
+    pendingSet: new Map(),
+    pendingUnset: new Set(),
+    meta: {},
+    regenerate: undefined,
+    dropId: undefined,
+    ended: false,
+    sizes: undefined,
+    totalBytes: 0,
+    commits: 0,
+    newAt: undefined,
+    loginAt: undefined,
+    oldId: undefined,
+    oldIdAt: undefined,
+    lease: undefined,
+    committing: undefined,
+  };
+}
+
+function toRecord(s: SessionState): SessionRecord {
+  const record: SessionRecord = {
+    id: s.id,
+    verifier: s.verifier,
+    version: 1,
+    createdAt: s.createdAt,
+    rotatedAt: s.rotatedAt,
+    expiresAt: s.expiresAt,
+    idleExpiresAt: s.idleExpiresAt,
+    level: s.level,
+    loginType: s.loginType,
+    attributes: { ...s.attributes },
+  };
+  if (s.userId !== undefined) record.userId = s.userId;
+  if (s.lastLoginAt !== undefined) record.lastLoginAt = s.lastLoginAt;
+  if (s.language !== undefined) record.language = s.language;
+  if (s.channel !== undefined) record.channel = s.channel;
+  return record;
+}
+
+/** The fresh stored record with this session's pending changes applied on top. */
+function mergeRecord(fresh: StoredRecord, s: SessionState): SessionRecord {
+  const { via: _via, ...record } = fresh;
+  const attributes = { ...record.attributes };
+  for (const key of s.pendingUnset) delete attributes[key];
+  for (const [key, value] of s.pendingSet) attributes[key] = value;
+  record.attributes = attributes;
+  for (const [key, value] of Object.entries(s.meta)) {
+    if (value === undefined) continue;
+    if (value === null) delete (record as Record<string, unknown>)[key];
+    else (record as Record<string, unknown>)[key] = value;
+  }
+  return record;
+}
+
+function applyRecordMeta(s: SessionState, r: SessionRecord): void {
+  s.userId = r.userId;
+  s.level = r.level;
+  s.loginType = r.loginType;
+  s.lastLoginAt = r.lastLoginAt;
+  s.language = r.language;
+  s.channel = r.channel;
+  s.expiresAt = r.expiresAt;
+}
+
+function pendingDelta(s: SessionState): SessionDelta | undefined {
+  const hasMeta = Object.keys(s.meta).length > 0;
+  if (s.pendingSet.size === 0 && s.pendingUnset.size === 0 && !hasMeta) return undefined;
+  const delta: SessionDelta = {};
+  if (s.pendingSet.size > 0) delta.set = Object.fromEntries(s.pendingSet);
+  if (s.pendingUnset.size > 0) delta.unset = [...s.pendingUnset];
+  if (hasMeta) delta.meta = { ...s.meta };
+  return delta;
+}
+
+function clearPending(s: SessionState): void {
+  s.pendingSet.clear();
+  s.pendingUnset.clear();
+  s.meta = {};
+  s.dirty = false;
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new StowageError("CONFIG_INVALID", `${name} must be a positive number of milliseconds`);
+  }
+  return value;
+}
+
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw new StowageError("CONFIG_INVALID", `${name} must be zero or a positive number of milliseconds`);
+  }
+  return value;
+}

@@ -1,0 +1,445 @@
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { StowageError } from "./errors.js";
+import { attributeBytes as byteSize, serializeJson } from "./json.js";
+import type { KeyRing } from "./keyring.js";
+import type { Attributes, JsonValue, LoginType, MetaPatch, SessionRecord } from "./record.js";
+import { issueToken } from "./tokens.js";
+
+/** Attribute key that holds the CSRF secret; hidden from `get`/`keys` and refused at `set`. */
+export const CSRF_KEY = "$stowage.csrf";
+
+/** Options for `Session.login`. */
+export interface LoginOptions {
+  /** How the user signed in. @default "human" */
+  type?: LoginType;
+  /** Permission level granted, 0 to 255. @default 100 (USER) */
+  level?: number;
+}
+
+/** Options for `Session.acquire`. */
+export interface AcquireOptions {
+  /** How long the lease lasts unless released. @default 10000 */
+  leaseMs?: number;
+  /** How long to wait for a busy lease before LOCK_TIMEOUT. @default 5000 */
+  waitMs?: number;
+}
+
+/** A held lease on a session: release it, or let `await using` do it. */
+export interface SessionLease extends AsyncDisposable {
+  /** Strictly increasing per session; pass it along to fence writes elsewhere. */
+  readonly fence: number;
+  /** Frees the lease; safe to call twice. */
+  release(): Promise<void>;
+}
+
+/** Plaintext channel keys, as the connection layer hands them to a session. */
+export interface ChannelKeys {
+  /** Cipher suite name. */
+  algorithm: string;
+  /** The channel secret in clear. */
+  secret: Uint8Array;
+}
+
+/** Why the id is being regenerated at the next commit. */
+export type RegenerateReason = "login" | "logout" | "rotation" | "explicit";
+
+/** What the manager needs from a session; not part of the public API. */
+export interface SessionHost {
+  readonly maxAttributesBytes: number;
+  readonly keys: KeyRing | undefined;
+  now(): number;
+  commit(s: SessionState): Promise<boolean>;
+  update(s: SessionState, key: string, fn: (value: JsonValue | undefined) => unknown): Promise<JsonValue>;
+  acquire(s: SessionState, options: AcquireOptions): Promise<SessionLease>;
+}
+
+/** Internal state of a session, shared with the manager through the `state` symbol. */
+export interface SessionState {
+  id: string;
+  token: string;
+  verifier: string;
+  secret: string;
+  /** The id the record has in the store; undefined until it is written. Differs from `id` while a new id waits for commit. */
+  storedId: string | undefined;
+  /** A new session is written on commit only when this is set (something was stored, or save() forced it). */
+  dirty: boolean;
+  version: number;
+  createdAt: number;
+  rotatedAt: number;
+  expiresAt: number;
+  idleExpiresAt: number;
+  userId: string | undefined;
+  level: number;
+  loginType: LoginType;
+  lastLoginAt: number | undefined;
+  language: string | undefined;
+  channel: SessionRecord["channel"];
+  attributes: Attributes;
+  pendingSet: Map<string, JsonValue>;
+  pendingUnset: Set<string>;
+  meta: MetaPatch;
+  regenerate: { reason: RegenerateReason; graceMs: number } | undefined;
+  /** Id to delete on commit (logout drops the old record and starts blank). */
+  dropId: string | undefined;
+  ended: boolean;
+  /** Bytes of each attribute's key + JSON value; computed on the first write. */
+  sizes: Map<string, number> | undefined;
+  totalBytes: number;
+  /** Commits completed on this object; per-commit flags compare against it. */
+  commits: number;
+  newAt: number | undefined;
+  loginAt: number | undefined;
+  oldId: string | undefined;
+  oldIdAt: number | undefined;
+  lease: SessionLease | undefined;
+  committing: Promise<unknown> | undefined;
+}
+
+/** Symbol under which a session exposes its state to the manager. */
+export const state: unique symbol = Symbol("stowage.session");
+
+/**
+ * The live session a request or connection holds. Reads are synchronous; writes are collected as a
+ * per-key delta and written by `save()` (adapters call it for you), except `update()`, which is atomic
+ * against the store at once.
+ */
+export class Session<A extends object = Attributes> {
+  readonly [state]: SessionState;
+  readonly #host: SessionHost;
+
+  /** @internal Created by the manager; use `sessions.create()` or `sessions.load()`. */
+  constructor(host: SessionHost, init: SessionState) {
+    this.#host = host;
+    this[state] = init;
+  }
+
+  /** Session id (the public half of the token). */
+  get id(): string {
+    return this[state].id;
+  }
+  /** The `id.secret` token to give to the client. Never log it. */
+  get token(): string {
+    return this[state].token;
+  }
+  /** The id this session had before it was regenerated in the current commit, if it was. */
+  get oldId(): string | undefined {
+    const s = this[state];
+    return s.oldIdAt !== undefined && s.oldIdAt >= s.commits - 1 ? s.oldId : undefined;
+  }
+  /** True for a session created in the current commit. */
+  get isNew(): boolean {
+    const s = this[state];
+    return s.newAt !== undefined && s.newAt >= s.commits - 1;
+  }
+  /** True once `end()` was called. */
+  get isEnded(): boolean {
+    return this[state].ended;
+  }
+  /** True when `login()` happened in the current commit. */
+  get isJustLoggedIn(): boolean {
+    const s = this[state];
+    return s.loginAt !== undefined && s.loginAt >= s.commits - 1;
+  }
+  /** Signed-in user, if any. */
+  get userId(): string | undefined {
+    return this[state].userId;
+  }
+  /** Permission level, 0 to 255. */
+  get level(): number {
+    return this[state].level;
+  }
+  /** Preferred language tag, if set. */
+  get language(): string | undefined {
+    return this[state].language;
+  }
+  /** How the user last signed in. */
+  get lastLoginType(): LoginType {
+    return this[state].loginType;
+  }
+  /** When the user last signed in. */
+  get lastLoginAt(): number | undefined {
+    return this[state].lastLoginAt;
+  }
+  /** When the session was created (ms since the epoch). */
+  get createdAt(): number {
+    return this[state].createdAt;
+  }
+  /** When the session expires at the latest: the earlier of absolute and idle expiry. */
+  get expiresAt(): number {
+    const s = this[state];
+    return Math.min(s.expiresAt, s.idleExpiresAt);
+  }
+
+  /** The value of one attribute. The returned value is the session's own: change it through `set`. */
+  get<K extends keyof A & string>(key: K): A[K] | undefined {
+    if (key === CSRF_KEY) return undefined;
+    const value = this[state].attributes[key];
+    return value === undefined ? undefined : (value as A[K]);
+  }
+
+  /** True when the attribute exists. */
+  has(key: keyof A & string): boolean {
+    return key !== CSRF_KEY && Object.hasOwn(this[state].attributes, key);
+  }
+
+  /** Attribute names. */
+  keys(): (keyof A & string)[] {
+    return Object.keys(this[state].attributes).filter((k) => k !== CSRF_KEY) as (keyof A & string)[];
+  }
+
+  /** Sets one attribute; INVALID_VALUE for a value that is not JSON, ATTRIBUTES_TOO_LARGE past the limit. */
+  set<K extends keyof A & string>(key: K, value: A[K]): this {
+    if (key === CSRF_KEY) throw new StowageError("INVALID_VALUE", `attribute key "${CSRF_KEY}" is reserved`);
+    this.#write(key, value);
+    return this;
+  }
+
+  /** Removes one attribute. */
+  delete(key: keyof A & string): this {
+    const s = this.#writable();
+    if (!Object.hasOwn(s.attributes, key)) return this;
+    const sizes = this.#sizes();
+    s.totalBytes -= sizes.get(key) ?? 0;
+    sizes.delete(key);
+    delete s.attributes[key];
+    s.pendingSet.delete(key);
+    s.pendingUnset.add(key);
+    return this;
+  }
+
+  /**
+   * Atomic read-modify-write of one attribute against the store: `fn` gets the stored value and returns
+   * the new one; retried on a version conflict, so parallel updates never lose each other's increments.
+   */
+  async update<K extends keyof A & string>(key: K, fn: (current: A[K] | undefined) => A[K]): Promise<A[K]> {
+    if (key === CSRF_KEY) throw new StowageError("INVALID_VALUE", `attribute key "${CSRF_KEY}" is reserved`);
+    const s = this.#writable();
+    if (s.storedId === undefined) {
+      const next = fn(s.attributes[key] as A[K] | undefined);
+      this.#write(key, next);
+      return next;
+    }
+    const next = await this.#host.update(s, key, fn as (v: JsonValue | undefined) => unknown);
+    return next as A[K];
+  }
+
+  /** Signs the user in: sets user, level and login type, and regenerates the id with no grace. */
+  login(userId: string, options: LoginOptions = {}): this {
+    if (typeof userId !== "string" || userId.length === 0 || userId.length > 512) {
+      throw new StowageError("INVALID_VALUE", "userId must be a non-empty string of at most 512 characters");
+    }
+    const level = options.level ?? 100;
+    checkLevel(level);
+    const s = this.#writable();
+    const now = this.#host.now();
+    s.userId = userId;
+    s.level = level;
+    s.loginType = options.type ?? "human";
+    s.lastLoginAt = now;
+    Object.assign(s.meta, { userId, level, loginType: s.loginType, lastLoginAt: now });
+    s.loginAt = s.commits;
+    s.dirty = true;
+    if (s.storedId !== undefined) renew(s, "login", 0);
+    return this;
+  }
+
+  /**
+   * Signs the user out: the stored session is removed at commit and this object starts blank under a
+   * new id (keeping only the language), which is written only if something is stored in it again.
+   */
+  logout(): this {
+    const s = this.#writable();
+    if (s.storedId !== undefined) s.dropId = s.storedId;
+    const fresh = issueToken();
+    const now = this.#host.now();
+    s.oldId = s.id;
+    s.oldIdAt = s.commits;
+    Object.assign(s, {
+      id: fresh.id,
+      token: fresh.token,
+      verifier: fresh.verifier,
+      secret: fresh.token.slice(fresh.id.length + 1),
+      storedId: undefined,
+      dirty: false,
+      version: 0,
+      createdAt: now,
+      rotatedAt: now,
+      userId: undefined,
+      level: 0,
+      loginType: "unspecified",
+      lastLoginAt: undefined,
+      channel: undefined,
+      attributes: {},
+      meta: {},
+      regenerate: undefined,
+      sizes: undefined,
+      totalBytes: 0,
+      newAt: s.commits,
+      loginAt: undefined,
+    } satisfies Partial<SessionState>);
+    s.pendingSet.clear();
+    s.pendingUnset.clear();
+    return this;
+  }
+
+  /** Issues a new id and secret now (written at commit); the old token keeps working for `graceMs`. */
+  regenerateId(options: { graceMs?: number } = {}): this {
+    const s = this.#writable();
+    if (s.storedId !== undefined) renew(s, "explicit", options.graceMs ?? 0);
+    return this;
+  }
+
+  /** Sets the preferred language tag. */
+  setLanguage(language: string | undefined): this {
+    if (language !== undefined && (typeof language !== "string" || language.length > 64)) {
+      throw new StowageError("INVALID_VALUE", "language must be a string of at most 64 characters");
+    }
+    const s = this.#writable();
+    s.language = language;
+    s.meta.language = language ?? null;
+    s.dirty = true;
+    return this;
+  }
+
+  /** Seals channel keys with the key ring and keeps them in the session (needs the `keys` option). */
+  setChannel(keys: ChannelKeys): this {
+    const ring = this.#ring();
+    const s = this.#writable();
+    s.channel = {
+      algorithm: keys.algorithm,
+      sealedSecret: ring.seal(keys.secret, `channel:${keys.algorithm}`),
+    };
+    s.meta.channel = s.channel;
+    s.dirty = true;
+    return this;
+  }
+
+  /** The channel keys in clear, or undefined when there are none or they cannot be opened. */
+  getChannel(): ChannelKeys | undefined {
+    const channel = this[state].channel;
+    if (!channel) return undefined;
+    const secret = this.#ring().unseal(channel.sealedSecret, `channel:${channel.algorithm}`);
+    return secret ? { algorithm: channel.algorithm, secret } : undefined;
+  }
+
+  /** Ends the session: it is removed from the store at commit and its token stops working. */
+  end(): void {
+    this[state].ended = true;
+  }
+
+  /** Commits pending changes now; resolves true if anything was written. */
+  save(): Promise<boolean> {
+    this[state].dirty = true;
+    return this.#host.commit(this[state]);
+  }
+
+  /** Takes an exclusive lease on this session across processes; LOCK_TIMEOUT if it stays busy. */
+  acquire(options: AcquireOptions = {}): Promise<SessionLease> {
+    return this.#host.acquire(this[state], options);
+  }
+
+  /** Releases the lease taken by `acquire`, if any. */
+  async release(): Promise<void> {
+    await this[state].lease?.release();
+  }
+
+  /** A per-session CSRF token for forms; creating it stores a random secret in the session. */
+  get csrfToken(): string {
+    const s = this[state];
+    const existing = s.attributes[CSRF_KEY];
+    if (typeof existing === "string") return existing;
+    const created = randomBytes(32).toString("base64url");
+    this.#write(CSRF_KEY, created);
+    return created;
+  }
+
+  /** Constant-time check of a submitted CSRF token. */
+  verifyCsrf(token: unknown): boolean {
+    const expected = this[state].attributes[CSRF_KEY];
+    if (typeof token !== "string" || typeof expected !== "string") return false;
+    const a = Buffer.from(token);
+    const b = Buffer.from(expected);
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  #write(key: string, value: unknown): void {
+    const s = this.#writable();
+    const json = serializeJson(value, `attribute "${key}"`);
+    const sizes = this.#sizes();
+    const size = byteSize(key, json);
+    const total = s.totalBytes - (sizes.get(key) ?? 0) + size;
+    if (total > this.#host.maxAttributesBytes) {
+      throw new StowageError(
+        "ATTRIBUTES_TOO_LARGE",
+        `attributes would take ${total} bytes; the limit is ${this.#host.maxAttributesBytes}`,
+      );
+    }
+    // Store a private copy so later mutation of the caller's object cannot change the session.
+    const copy = JSON.parse(json) as JsonValue;
+    sizes.set(key, size);
+    s.totalBytes = total;
+    s.attributes[key] = copy;
+    s.pendingSet.set(key, copy);
+    s.pendingUnset.delete(key);
+    s.dirty = true;
+  }
+
+  #writable(): SessionState {
+    const s = this[state];
+    if (s.ended) throw new StowageError("SESSION_ENDED", "the session has ended");
+    return s;
+  }
+
+  #sizes(): Map<string, number> {
+    const s = this[state];
+    if (s.sizes) return s.sizes;
+    const sizes = new Map<string, number>();
+    let total = 0;
+    for (const key of Object.keys(s.attributes)) {
+      const size = byteSize(key, JSON.stringify(s.attributes[key]));
+      sizes.set(key, size);
+      total += size;
+    }
+    s.sizes = sizes;
+    s.totalBytes = total;
+    return sizes;
+  }
+
+  #ring(): KeyRing {
+    const ring = this.#host.keys;
+    if (!ring) throw new StowageError("CONFIG_INVALID", "channel keys need the `keys` option (a key ring)");
+    return ring;
+  }
+}
+
+/**
+ * Gives the session its next id and token at once, so an adapter can set the cookie before the response
+ * goes out; the commit renames the stored record to it. A second call before the commit keeps the token.
+ */
+function renew(s: SessionState, reason: RegenerateReason, graceMs: number): void {
+  if (s.regenerate) {
+    s.regenerate = reason === "login" ? { reason, graceMs: 0 } : s.regenerate;
+    return;
+  }
+  const fresh = issueToken();
+  s.oldId = s.id;
+  s.oldIdAt = s.commits;
+  s.id = fresh.id;
+  s.token = fresh.token;
+  s.verifier = fresh.verifier;
+  s.secret = fresh.token.slice(fresh.id.length + 1);
+  s.regenerate = { reason, graceMs };
+}
+
+/** Throws INVALID_VALUE unless `level` is an integer from 0 to 255. */
+export function checkLevel(level: unknown): asserts level is number {
+  if (!Number.isInteger(level) || (level as number) < 0 || (level as number) > 255) {
+    throw new StowageError("INVALID_VALUE", "level must be an integer from 0 to 255");
+  }
+}
+
+/** Recomputes the size bookkeeping after the manager changed attributes behind the session's back. */
+export function forgetSizes(s: SessionState): void {
+  s.sizes = undefined;
+  s.totalBytes = 0;
+}

@@ -1,0 +1,106 @@
+import type { Attributes, MetaPatch, SessionRecord } from "../core/record.js";
+
+/** A per-key change to one record: attributes to set, attributes to remove, meta fields to change. */
+export interface SessionDelta {
+  /** Attributes to set (each key replaces that key only). */
+  set?: Attributes;
+  /** Attribute keys to remove. */
+  unset?: string[];
+  /** Meta fields to change. */
+  meta?: MetaPatch;
+}
+
+/** Options for `commit`. */
+export interface CommitOptions {
+  /** Apply only if the stored version equals this; otherwise VERSION_CONFLICT. */
+  ifVersion?: number;
+}
+
+/** Options for `rename`. */
+export interface RenameOptions {
+  /** How long the old id keeps resolving to the new record; 0 removes it at once. */
+  graceMs: number;
+  /** Rename only if the stored version of the old id equals this; otherwise VERSION_CONFLICT. */
+  ifVersion?: number;
+}
+
+/** How `get` reached a record through a rotation alias. */
+export interface AliasHit {
+  /** The old id that was asked for. */
+  from: string;
+  /** The verifier the old id had, so the caller can check the old token's secret. */
+  verifier: string;
+  /** When the alias stops resolving (store clock, ms since the epoch). */
+  until: number;
+}
+
+/** A record as `get` returns it; `via` is set when the id asked for was a rotation alias. */
+export type StoredRecord = SessionRecord & { via?: AliasHit };
+
+/** An exclusive lease on one id across processes. */
+export interface StoreLock {
+  /** Strictly increasing per id: a holder with a lower fence has lost its lease. */
+  fence: number;
+  /** Frees the lease if this holder still has it. Safe to call twice. */
+  release(): Promise<void>;
+}
+
+/** Cross-process notice. */
+export interface StoreEvent {
+  /** What happened. */
+  type: "ended" | "replaced" | "revoked";
+  /** Session id concerned. */
+  id: string;
+  /** User of that session, when known. */
+  userId?: string;
+  /** Connection that must close (for `replaced`). */
+  connection?: { id: string; node: string };
+  /** When it happened (ms since the epoch). */
+  at: number;
+  /** Opaque id of the process that published it, so a publisher can skip its own events. */
+  origin?: string;
+}
+
+/** Listener for store events. */
+export type StoreEventListener = (event: StoreEvent) => void;
+
+/**
+ * The contract every store implements and `test/conformance` checks.
+ * Errors are StowageError: DUPLICATE_ID, VERSION_CONFLICT, SESSION_ENDED (no such id), STORE_UNAVAILABLE.
+ * Records passed in and returned are copies: callers never share objects with the store.
+ */
+export interface SessionStore {
+  /** Store name for diagnostics (`memory`, `sqlite`, `redis`, `postgres`). */
+  readonly name: string;
+  /** Inserts a new record; DUPLICATE_ID when the id (or a live alias of it) exists. */
+  insert(record: SessionRecord): Promise<void>;
+  /** The record, or undefined; follows a rotation alias inside its grace window (see `StoredRecord.via`). */
+  get(id: string): Promise<StoredRecord | undefined>;
+  /** Applies a delta atomically and returns the new version; SESSION_ENDED if the id does not exist. */
+  commit(id: string, delta: SessionDelta, options?: CommitOptions): Promise<number>;
+  /**
+   * Atomically replaces `oldId` by `newRecord` (stored with version old+1, which is returned); the old id
+   * is then gone, or an alias for `graceMs`. SESSION_ENDED if `oldId` does not exist.
+   */
+  rename(oldId: string, newRecord: SessionRecord, options: RenameOptions): Promise<number>;
+  /** Atomically removes the record if `check(record)` is true and returns it; otherwise leaves it untouched. */
+  consume(id: string, check: (record: SessionRecord) => boolean): Promise<SessionRecord | undefined>;
+  /** Removes the record (and its user-index entry); true if it existed. */
+  delete(id: string): Promise<boolean>;
+  /** Moves the idle expiry without bumping the version; no-op for an unknown id. */
+  touch(id: string, idleExpiresAt: number): Promise<void>;
+  /** Live records of one user. */
+  listByUser(userId: string): Promise<SessionRecord[]>;
+  /** Removes every record of one user except `exceptId`; returns the removed ids. */
+  deleteByUser(userId: string, options?: { exceptId?: string }): Promise<string[]>;
+  /** Removes records whose expiry is at or before `now`; returns how many. Stores with native TTL may return 0. */
+  sweep(now: number): Promise<number>;
+  /** An exclusive lease on `id` for `leaseMs`, or null when someone else holds it. */
+  lock(id: string, leaseMs: number): Promise<StoreLock | null>;
+  /** Sends an event to every subscriber, in this process and (for shared stores) in others. */
+  publish(event: StoreEvent): Promise<void>;
+  /** Listens for events; resolves to an unsubscribe function. */
+  subscribe(listener: StoreEventListener): Promise<() => Promise<void>>;
+  /** Frees connections, timers and handles. */
+  close(): Promise<void>;
+}
