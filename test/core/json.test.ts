@@ -1,0 +1,39 @@
+import { describe, expect, it } from "vitest";
+import { StowageError } from "../../src/core/errors.js";
+import { serializeJson } from "../../src/core/json.js";
+
+describe("serializeJson", () => {
+  it("accepts JSON values", () => {
+    const value = { a: [1, "two", null, true, { b: -0.5 }], "": "", __proto__x: {} };
+    expect(JSON.parse(serializeJson(value, "v"))).toEqual(value);
+  });
+
+  it.each([
+    ["a function", () => 1],
+    ["a symbol", Symbol("s")],
+    ["a BigInt", 10n],
+    ["undefined", undefined],
+    ["NaN", Number.NaN],
+    ["Infinity", Number.POSITIVE_INFINITY],
+    ["a Date", new Date()],
+    ["a Map", new Map()],
+    ["a class instance", new (class Thing {})()],
+    ["a nested function", { a: { b: [() => 1] } }],
+    ["a sparse array", [1, , 3]],
+  ])("refuses %s with INVALID_VALUE", (_, value) => {
+    expect(() => serializeJson(value, "v")).toThrowError(StowageError);
+    try {
+      serializeJson(value, "v");
+    } catch (error) {
+      expect((error as StowageError).code).toBe("INVALID_VALUE");
+    }
+  });
+
+  it("refuses cycles but accepts shared subtrees", () => {
+    const shared = { x: 1 };
+    expect(serializeJson({ a: shared, b: shared }, "v")).toBe('{"a":{"x":1},"b":{"x":1}}');
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    expect(() => serializeJson(cyclic, "v")).toThrowError(/cycle/);
+  });
+});

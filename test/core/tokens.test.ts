@@ -1,0 +1,80 @@
+import { describe, expect, it } from "vitest";
+import {
+  ID_LENGTH,
+  issueToken,
+  isValidId,
+  parseToken,
+  SECRET_LENGTH,
+  TOKEN_LENGTH,
+  verifierOf,
+  verifySecret,
+} from "../../src/core/tokens.js";
+
+describe("tokens", () => {
+  it("mints id.secret of 16 + 32 random bytes in base64url", () => {
+    const { id, token, verifier } = issueToken();
+    expect(token).toHaveLength(TOKEN_LENGTH);
+    expect(id).toHaveLength(ID_LENGTH);
+    expect(Buffer.from(id, "base64url")).toHaveLength(16);
+    const secret = token.slice(ID_LENGTH + 1);
+    expect(secret).toHaveLength(SECRET_LENGTH);
+    expect(Buffer.from(secret, "base64url")).toHaveLength(32);
+    expect(verifier).toBe(verifierOf(secret));
+    expect(verifier).not.toContain(secret);
+  });
+
+  it("never repeats across 10,000 tokens", () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 10_000; i++) seen.add(issueToken().id);
+    expect(seen.size).toBe(10_000);
+  });
+
+  it("parses what it mints", () => {
+    const { id, token } = issueToken();
+    expect(parseToken(token)).toEqual({ id, secret: token.slice(ID_LENGTH + 1) });
+  });
+
+  it("refuses everything else", () => {
+    const good = issueToken().token;
+    const secret = good.slice(ID_LENGTH + 1);
+    const bad: unknown[] = [
+      undefined,
+      null,
+      42,
+      {},
+      "",
+      ".",
+      "x".repeat(10_000),
+      good.replace(".", ""),
+      good.replace(".", "!"),
+      `${good}=`,
+      `${good} `,
+      ` ${good}`,
+      good.slice(1),
+      `${good}A`,
+      good.replace(/[A-Za-z]/, "+"),
+      good.replace(/[A-Za-z]/, "/"),
+      good.replace(/[A-Za-z]/, "é"),
+      good.replace(/[A-Za-z]/, "😀").slice(0, TOKEN_LENGTH),
+      `${good.slice(0, 21)}B.${secret}`, // non-canonical last id character
+      `${good.slice(0, ID_LENGTH)}.${secret.slice(0, 42)}B`, // non-canonical last secret character
+      `${good.slice(0, ID_LENGTH)}.${secret}`.replace(".", ".."),
+    ];
+    for (const input of bad) expect(parseToken(input), String(input).slice(0, 80)).toBeNull();
+  });
+
+  it("checks the secret against the verifier", () => {
+    const a = issueToken();
+    const b = issueToken();
+    const secretA = a.token.slice(ID_LENGTH + 1);
+    expect(verifySecret(secretA, a.verifier)).toBe(true);
+    expect(verifySecret(secretA, b.verifier)).toBe(false);
+    expect(verifySecret(secretA, "short")).toBe(false);
+  });
+
+  it("validates bare ids", () => {
+    expect(isValidId(issueToken().id)).toBe(true);
+    expect(isValidId("abc")).toBe(false);
+    expect(isValidId(7)).toBe(false);
+  });
+});
