@@ -19,7 +19,7 @@ describe("serializeJson", () => {
     ["a Map", new Map()],
     ["a class instance", new (class Thing {})()],
     ["a nested function", { a: { b: [() => 1] } }],
-    ["a sparse array", [1, , 3]],
+    ["a sparse array", Object.assign(new Array(3), { 0: 1, 2: 3 })],
   ])("refuses %s with INVALID_VALUE", (_, value) => {
     expect(() => serializeJson(value, "v")).toThrowError(StowageError);
     try {

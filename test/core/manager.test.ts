@@ -9,7 +9,12 @@ const MIN = 60_000;
 
 function fakeClock(start = Date.now()) {
   let now = start;
-  return { now: () => now, advance: (ms: number) => void (now += ms) };
+  return {
+    now: () => now,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
 }
 
 const open: Sessions<object>[] = [];
@@ -17,7 +22,7 @@ function make<A extends object = Record<string, unknown>>(
   options: Parameters<typeof createSessions>[0] = {},
 ) {
   const sessions = createSessions<A>({ store: new MemoryStore(), ...options });
-  open.push(sessions as Sessions<object>);
+  open.push(sessions as unknown as Sessions<object>);
   return sessions;
 }
 afterEach(async () => {
