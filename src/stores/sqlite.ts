@@ -1,0 +1,545 @@
+import { randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { StowageError } from "../core/errors.js";
+import type { SessionRecord } from "../core/record.js";
+import {
+  applyMetaToRow,
+  mergeAttributes,
+  recordToParams,
+  rowToRecord,
+  SESSION_COLUMNS,
+  type SessionRow,
+} from "./sqlite/codec.js";
+import { migrate } from "./sqlite/migrations.js";
+import type {
+  CommitOptions,
+  RenameOptions,
+  SessionDelta,
+  SessionStore,
+  StoredRecord,
+  StoreEvent,
+  StoreEventListener,
+  StoreLock,
+} from "./types.js";
+
+/** Options for {@link SqliteStore}. */
+export interface SqliteStoreOptions {
+  /** Database file; its folder is created when missing. `:memory:` gives a private, throwaway database. */
+  path: string;
+  /** How long a write waits for another connection's lock before failing with STORE_UNAVAILABLE. @default 5000 */
+  busyTimeoutMs?: number;
+  /** Period of the background sweep of expired records, sessions and leases; 0 disables it. @default 60000 */
+  sweepIntervalMs?: number;
+  /** Rows deleted per sweep transaction, so a sweep never holds the write lock for long. @default 500 */
+  sweepBatch?: number;
+  /** How often a subscribed store polls for events published by other connections to the file. @default 250 */
+  eventPollMs?: number;
+}
+
+// Published events stay this long for pollers in other processes to pick up, then publish prunes them.
+const EVENT_RETENTION_MS = 60_000;
+const EVENT_POLL_LIMIT = 1000;
+
+type IdNow = { id: string; now: number };
+type AliasedRow = SessionRow & {
+  via_from: string | null;
+  via_verifier: string | null;
+  via_until: number | null;
+};
+
+function prepareStatements(db: Database.Database) {
+  const cols = SESSION_COLUMNS.split(", ");
+  const params = cols.map((col) => `@${col}`).join(", ");
+  const fromS = cols.map((col) => `s.${col} AS ${col}`).join(", ");
+  return {
+    // One statement, so the alias and the record it points to are read from one snapshot.
+    get: db.prepare<IdNow, AliasedRow>(
+      `SELECT ${fromS}, NULL AS via_from, NULL AS via_verifier, NULL AS via_until
+         FROM stowage_sessions s WHERE s.id = @id AND s.expiry > @now
+       UNION ALL
+       SELECT ${fromS}, a.old_id, a.verifier, a.until
+         FROM stowage_aliases a JOIN stowage_sessions s ON s.id = a.new_id
+        WHERE a.old_id = @id AND a.until > @now AND s.expiry > @now
+       LIMIT 1`,
+    ),
+    live: db.prepare<IdNow, SessionRow>(
+      `SELECT ${SESSION_COLUMNS} FROM stowage_sessions WHERE id = @id AND expiry > @now`,
+    ),
+    exists: db.prepare<[string], number>("SELECT 1 FROM stowage_sessions WHERE id = ?").pluck(),
+    liveAlias: db
+      .prepare<IdNow, number>("SELECT 1 FROM stowage_aliases WHERE old_id = @id AND until > @now")
+      .pluck(),
+    deleteExpired: db.prepare<IdNow>("DELETE FROM stowage_sessions WHERE id = @id AND expiry <= @now"),
+    insert: db.prepare<SessionRow>(`INSERT INTO stowage_sessions (${SESSION_COLUMNS}) VALUES (${params})`),
+    update: db.prepare<SessionRow>(
+      `UPDATE stowage_sessions SET version = @version, expires_at = @expires_at,
+         idle_expires_at = @idle_expires_at, user_id = @user_id, level = @level, login_type = @login_type,
+         last_login_at = @last_login_at, language = @language, attributes = @attributes, channel = @channel,
+         connection = @connection
+       WHERE id = @id`,
+    ),
+    touch: db.prepare<IdNow & { idle: number }>(
+      "UPDATE stowage_sessions SET idle_expires_at = @idle WHERE id = @id AND expiry > @now",
+    ),
+    delete: db.prepare<[string]>("DELETE FROM stowage_sessions WHERE id = ?"),
+    byUser: db.prepare<{ user: string; now: number }, SessionRow>(
+      `SELECT ${SESSION_COLUMNS} FROM stowage_sessions WHERE user_id = @user AND expiry > @now ORDER BY created_at`,
+    ),
+    deleteByUser: db
+      .prepare<{ user: string; except: string | null }, string>(
+        "DELETE FROM stowage_sessions WHERE user_id = @user AND id IS NOT @except RETURNING id",
+      )
+      .pluck(),
+    putAlias: db.prepare<{ old_id: string; new_id: string; verifier: string; until: number }>(
+      "INSERT OR REPLACE INTO stowage_aliases (old_id, new_id, verifier, until) VALUES (@old_id, @new_id, @verifier, @until)",
+    ),
+    repointAliases: db.prepare<{ from: string; to: string }>(
+      "UPDATE stowage_aliases SET new_id = @to WHERE new_id = @from",
+    ),
+    deleteAliasesTo: db.prepare<[string]>("DELETE FROM stowage_aliases WHERE new_id = ?"),
+    deleteAlias: db.prepare<[string]>("DELETE FROM stowage_aliases WHERE old_id = ?"),
+    lease: db.prepare<[string], number>("SELECT lease_until FROM stowage_locks WHERE id = ?").pluck(),
+    nextFence: db
+      .prepare<[], number>(
+        "UPDATE stowage_counters SET value = value + 1 WHERE name = 'fence' RETURNING value",
+      )
+      .pluck(),
+    putLock: db.prepare<{ id: string; holder: string; fence: number; until: number }>(
+      "INSERT OR REPLACE INTO stowage_locks (id, holder, fence, lease_until) VALUES (@id, @holder, @fence, @until)",
+    ),
+    releaseLock: db.prepare<{ id: string; holder: string }>(
+      "DELETE FROM stowage_locks WHERE id = @id AND holder = @holder",
+    ),
+    insertEvent: db.prepare<{ origin: string; at: number; body: string }>(
+      "INSERT INTO stowage_events (origin, at, body) VALUES (@origin, @at, @body)",
+    ),
+    pruneEvents: db.prepare<[number]>("DELETE FROM stowage_events WHERE at <= ?"),
+    lastEvent: db.prepare<[], number>("SELECT coalesce(max(seq), 0) FROM stowage_events").pluck(),
+    eventsAfter: db.prepare<[number, number], { seq: number; origin: string; body: string }>(
+      "SELECT seq, origin, body FROM stowage_events WHERE seq > ? ORDER BY seq LIMIT ?",
+    ),
+    // Batches go through the indexes on expiry, until and lease_until: each costs O(batch), not a scan.
+    sweepSessions: db.prepare<{ now: number; limit: number }>(
+      `DELETE FROM stowage_sessions WHERE rowid IN
+         (SELECT rowid FROM stowage_sessions WHERE expiry <= @now LIMIT @limit)`,
+    ),
+    sweepAliases: db.prepare<{ now: number; limit: number }>(
+      `DELETE FROM stowage_aliases WHERE rowid IN
+         (SELECT rowid FROM stowage_aliases WHERE until <= @now LIMIT @limit)`,
+    ),
+    sweepLocks: db.prepare<{ now: number; limit: number }>(
+      `DELETE FROM stowage_locks WHERE rowid IN
+         (SELECT rowid FROM stowage_locks WHERE lease_until <= @now LIMIT @limit)`,
+    ),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+/** Carries an error thrown by a caller's `consume` check through the transaction, untranslated. */
+class CheckError {
+  constructor(readonly error: unknown) {}
+}
+
+function ended(): StowageError {
+  return new StowageError("SESSION_ENDED", "No live session with that id");
+}
+
+function duplicate(): StowageError {
+  return new StowageError("DUPLICATE_ID", "A session or live alias with that id already exists");
+}
+
+function prepareTransactions(db: Database.Database, s: Statements) {
+  // Frees `id` for a new record: refuses a live record or alias, clears a lapsed one still awaiting sweep.
+  const claim = (id: string, now: number): void => {
+    if (s.liveAlias.get({ id, now }) !== undefined) throw duplicate();
+    s.deleteAlias.run(id);
+    s.deleteExpired.run({ id, now });
+    if (s.exists.get(id) !== undefined) throw duplicate();
+  };
+  const remove = (id: string): boolean => {
+    const existed = s.delete.run(id).changes > 0;
+    s.deleteAliasesTo.run(id);
+    return existed;
+  };
+  return {
+    insert: db.transaction((record: SessionRecord, now: number): void => {
+      claim(record.id, now);
+      s.insert.run(recordToParams(record, record.version));
+    }),
+    // Read-modify-write of the whole row under the write lock taken by BEGIN IMMEDIATE: no other
+    // connection or process can commit between the read and the write, so no attribute key is lost.
+    commit: db.transaction((id: string, delta: SessionDelta, ifVersion: number | undefined, now: number) => {
+      const row = s.live.get({ id, now });
+      if (row === undefined) throw ended();
+      if (ifVersion !== undefined && row.version !== ifVersion) {
+        throw new StowageError("VERSION_CONFLICT", "The session changed since it was read");
+      }
+      if (delta.set !== undefined || (delta.unset !== undefined && delta.unset.length > 0)) {
+        row.attributes = mergeAttributes(row.attributes, delta.set, delta.unset);
+      }
+      if (delta.meta !== undefined) applyMetaToRow(row, delta.meta);
+      row.version += 1;
+      s.update.run(row);
+      return row.version;
+    }),
+    rename: db.transaction((oldId: string, record: SessionRecord, options: RenameOptions, now: number) => {
+      const row = s.live.get({ id: oldId, now });
+      if (row === undefined) throw ended();
+      if (options.ifVersion !== undefined && row.version !== options.ifVersion) {
+        throw new StowageError("VERSION_CONFLICT", "The session changed since it was read");
+      }
+      s.delete.run(oldId);
+      if (record.id !== oldId) claim(record.id, now);
+      const version = row.version + 1;
+      s.insert.run(recordToParams(record, version));
+      if (options.graceMs > 0 && record.id !== oldId) {
+        // Older ids still in their own grace window follow the session to its newest id.
+        s.repointAliases.run({ from: oldId, to: record.id });
+        s.putAlias.run({
+          old_id: oldId,
+          new_id: record.id,
+          verifier: row.verifier,
+          until: now + options.graceMs,
+        });
+      } else {
+        // No grace (login, logout): every earlier id must stop resolving, or a fixated token would follow.
+        s.deleteAliasesTo.run(oldId);
+      }
+      return version;
+    }),
+    consume: db.transaction((id: string, check: (record: SessionRecord) => boolean, now: number) => {
+      const row = s.live.get({ id, now });
+      if (row === undefined) return undefined;
+      let passed: boolean;
+      try {
+        passed = check(rowToRecord(row));
+      } catch (error) {
+        throw new CheckError(error);
+      }
+      if (!passed) return undefined;
+      remove(id);
+      return rowToRecord(row);
+    }),
+    delete: db.transaction((id: string): boolean => {
+      s.deleteAlias.run(id);
+      return remove(id);
+    }),
+    deleteByUser: db.transaction((userId: string, exceptId: string | null): string[] => {
+      const ids = s.deleteByUser.all({ user: userId, except: exceptId });
+      for (const id of ids) s.deleteAliasesTo.run(id);
+      return ids;
+    }),
+    lock: db.transaction((id: string, holder: string, leaseMs: number, now: number): number | null => {
+      const leaseUntil = s.lease.get(id);
+      if (leaseUntil !== undefined && leaseUntil > now) return null;
+      const fence = s.nextFence.get()!;
+      s.putLock.run({ id, holder, fence, until: now + leaseMs });
+      return fence;
+    }),
+    publish: db.transaction((origin: string, body: string, now: number): void => {
+      s.pruneEvents.run(now - EVENT_RETENTION_MS);
+      s.insertEvent.run({ origin, at: now, body });
+    }),
+  };
+}
+
+interface Connection {
+  db: Database.Database;
+  s: Statements;
+  tx: ReturnType<typeof prepareTransactions>;
+}
+
+function translate(error: unknown): unknown {
+  if (error instanceof CheckError) return error.error;
+  if (error instanceof StowageError) return error;
+  const code = error instanceof Database.SqliteError ? error.code : "driver failure";
+  return new StowageError("STORE_UNAVAILABLE", `SQLite store unavailable (${code})`, { cause: error });
+}
+
+function nonNegativeInteger(value: number, name: string, min = 0): number {
+  if (!Number.isInteger(value) || value < min) {
+    throw new StowageError("CONFIG_INVALID", `SqliteStore option ${name} must be an integer >= ${min}`);
+  }
+  return value;
+}
+
+// Rows come from the shared file, which any process (or person) may have written: check the shape.
+function parseEvent(body: string): StoreEvent | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const event = value as StoreEvent;
+  return typeof event.type === "string" && typeof event.id === "string" ? event : undefined;
+}
+
+/**
+ * Switches the file to WAL (a setting the file keeps). The switch needs an exclusive lock, and SQLite
+ * reports SQLITE_BUSY for it without consulting the busy handler when another process is opening the same
+ * new file, so this retries by hand within the same busy timeout.
+ */
+function enableWal(db: Database.Database, timeoutMs: number): void {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      db.pragma("journal_mode = WAL");
+      return;
+    } catch (error) {
+      const busy = error instanceof Database.SqliteError && error.code.startsWith("SQLITE_BUSY");
+      if (!busy || Date.now() >= deadline) throw error;
+      // Opening is synchronous (better-sqlite3 is), so the pause is too.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5 + Math.random() * 20);
+    }
+  }
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * A session store in one SQLite file (better-sqlite3): the embedded default. Several processes may share
+ * the file; they take turns on its write lock, waiting up to `busyTimeoutMs`.
+ *
+ * Every write runs in an IMMEDIATE transaction, so commits, renames and consumes are atomic across
+ * processes. The file is opened lazily on first use and migrated to the current schema.
+ *
+ * Events: `publish` delivers at once to this store's subscribers and writes the event to the file;
+ * subscribed stores on other connections (other processes) poll for it every `eventPollMs` and see
+ * events up to a minute old. Delivery is at most once and unordered with respect to session writes.
+ *
+ * better-sqlite3 is synchronous: each async method runs its statement to completion before returning.
+ *
+ * @example
+ * const store = new SqliteStore({ path: "./data/sessions.db" });
+ */
+export class SqliteStore implements SessionStore {
+  /** Store name for diagnostics. */
+  readonly name = "sqlite";
+  readonly #path: string;
+  readonly #busyTimeoutMs: number;
+  readonly #sweepIntervalMs: number;
+  readonly #sweepBatch: number;
+  readonly #eventPollMs: number;
+  // Tags this store's own events so its poller skips what publish already delivered.
+  readonly #origin = randomBytes(12).toString("base64url");
+  readonly #listeners = new Set<StoreEventListener>();
+  #connection: Connection | undefined;
+  #closed = false;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #sweeping = false;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #cursor = 0;
+
+  constructor(options: SqliteStoreOptions) {
+    if (typeof options?.path !== "string" || options.path === "") {
+      throw new StowageError("CONFIG_INVALID", "SqliteStore needs a path");
+    }
+    this.#path = options.path;
+    this.#busyTimeoutMs = nonNegativeInteger(options.busyTimeoutMs ?? 5000, "busyTimeoutMs");
+    this.#sweepIntervalMs = nonNegativeInteger(options.sweepIntervalMs ?? 60_000, "sweepIntervalMs");
+    this.#sweepBatch = nonNegativeInteger(options.sweepBatch ?? 500, "sweepBatch", 1);
+    this.#eventPollMs = nonNegativeInteger(options.eventPollMs ?? 250, "eventPollMs", 1);
+  }
+
+  /** The raw better-sqlite3 Database (opened and migrated on first access). */
+  get db(): Database.Database {
+    return this.#use((c) => c.db);
+  }
+
+  #open(): Connection {
+    if (this.#closed) throw new StowageError("STORE_UNAVAILABLE", "SQLite store is closed");
+    if (this.#path !== ":memory:") mkdirSync(dirname(this.#path), { recursive: true });
+    const db = new Database(this.#path, { timeout: this.#busyTimeoutMs });
+    try {
+      enableWal(db, this.#busyTimeoutMs);
+      // In WAL mode NORMAL already survives SIGKILL (a commit reaches the WAL through write() before it
+      // returns, and the OS keeps that page cache when the process dies), but not a power cut or kernel
+      // crash, which can roll back the last commits. FULL syncs the WAL on every commit, so whatever a
+      // commit acknowledged survives both: the durability DESIGN.md promises, at the price of one fsync.
+      db.pragma("synchronous = FULL");
+      migrate(db, Date.now());
+      const s = prepareStatements(db);
+      const connection = { db, s, tx: prepareTransactions(db, s) };
+      if (this.#sweepIntervalMs > 0) {
+        this.#sweepTimer = setInterval(() => this.#backgroundSweep(), this.#sweepIntervalMs).unref();
+      }
+      return connection;
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }
+
+  // Every driver call goes through here: opens on first use and turns driver failures into StowageError.
+  #use<T>(fn: (connection: Connection) => T): T {
+    try {
+      this.#connection ??= this.#open();
+      return fn(this.#connection);
+    } catch (error) {
+      throw translate(error);
+    }
+  }
+
+  async insert(record: SessionRecord): Promise<void> {
+    this.#use((c) => c.tx.insert.immediate(record, Date.now()));
+  }
+
+  async get(id: string): Promise<StoredRecord | undefined> {
+    return this.#use((c) => {
+      const row = c.s.get.get({ id, now: Date.now() });
+      if (row === undefined) return undefined;
+      const record: StoredRecord = rowToRecord(row);
+      if (row.via_from !== null) {
+        record.via = { from: row.via_from, verifier: row.via_verifier!, until: row.via_until! };
+      }
+      return record;
+    });
+  }
+
+  async commit(id: string, delta: SessionDelta, options: CommitOptions = {}): Promise<number> {
+    return this.#use((c) => c.tx.commit.immediate(id, delta, options.ifVersion, Date.now()));
+  }
+
+  async rename(oldId: string, newRecord: SessionRecord, options: RenameOptions): Promise<number> {
+    return this.#use((c) => c.tx.rename.immediate(oldId, newRecord, options, Date.now()));
+  }
+
+  async consume(id: string, check: (record: SessionRecord) => boolean): Promise<SessionRecord | undefined> {
+    return this.#use((c) => c.tx.consume.immediate(id, check, Date.now()));
+  }
+
+  async delete(id: string): Promise<boolean> {
+    return this.#use((c) => c.tx.delete.immediate(id));
+  }
+
+  async touch(id: string, idleExpiresAt: number): Promise<void> {
+    this.#use((c) => c.s.touch.run({ id, idle: idleExpiresAt, now: Date.now() }));
+  }
+
+  async listByUser(userId: string): Promise<SessionRecord[]> {
+    return this.#use((c) => c.s.byUser.all({ user: userId, now: Date.now() }).map(rowToRecord));
+  }
+
+  async deleteByUser(userId: string, options: { exceptId?: string } = {}): Promise<string[]> {
+    return this.#use((c) => c.tx.deleteByUser.immediate(userId, options.exceptId ?? null));
+  }
+
+  /**
+   * Deletes expired sessions, lapsed aliases and lapsed leases in batches of `sweepBatch`, each its own
+   * short transaction, yielding to the event loop between batches. Returns how many sessions it removed.
+   */
+  async sweep(now: number): Promise<number> {
+    const removed = await this.#sweepTable("sweepSessions", now);
+    await this.#sweepTable("sweepAliases", now);
+    await this.#sweepTable("sweepLocks", now);
+    return removed;
+  }
+
+  async #sweepTable(table: "sweepSessions" | "sweepAliases" | "sweepLocks", now: number): Promise<number> {
+    const limit = this.#sweepBatch;
+    let total = 0;
+    for (;;) {
+      const changes = this.#use((c) => c.s[table].run({ now, limit }).changes);
+      total += changes;
+      if (changes < limit) return total;
+      await nextTurn();
+    }
+  }
+
+  #backgroundSweep(): void {
+    if (this.#sweeping) return;
+    this.#sweeping = true;
+    // A failed background sweep (file busy past the timeout, store closing) is simply retried next period.
+    this.sweep(Date.now())
+      .catch(() => undefined)
+      .finally(() => {
+        this.#sweeping = false;
+      });
+  }
+
+  async lock(id: string, leaseMs: number): Promise<StoreLock | null> {
+    const holder = randomBytes(16).toString("base64url");
+    const fence = this.#use((c) => c.tx.lock.immediate(id, holder, leaseMs, Date.now()));
+    if (fence === null) return null;
+    return {
+      fence,
+      release: async () => {
+        this.#use((c) => c.s.releaseLock.run({ id, holder }));
+      },
+    };
+  }
+
+  /**
+   * Delivers the event to this store's subscribers and records it in the file for stores on other
+   * connections, which see it at their next poll.
+   */
+  async publish(event: StoreEvent): Promise<void> {
+    const body = JSON.stringify(event);
+    this.#use((c) => c.tx.publish.immediate(this.#origin, body, Date.now()));
+    this.#deliver(body);
+  }
+
+  /** Listens for events from this store and, by polling the file, from other stores sharing it. */
+  async subscribe(listener: StoreEventListener): Promise<() => Promise<void>> {
+    if (this.#pollTimer === undefined) {
+      this.#cursor = this.#use((c) => c.s.lastEvent.get()!);
+      this.#pollTimer = setInterval(() => this.#poll(), this.#eventPollMs).unref();
+    }
+    this.#listeners.add(listener);
+    return async () => {
+      this.#listeners.delete(listener);
+      if (this.#listeners.size === 0) this.#stopPolling();
+    };
+  }
+
+  #poll(): void {
+    try {
+      const rows = this.#use((c) => c.s.eventsAfter.all(this.#cursor, EVENT_POLL_LIMIT));
+      for (const row of rows) {
+        this.#cursor = row.seq;
+        if (row.origin !== this.#origin) this.#deliver(row.body);
+      }
+    } catch {
+      // The file is busy or closing: the cursor has not moved, so the next poll picks up where this stopped.
+    }
+  }
+
+  // Each listener gets its own copy; one listener's failure must not keep the event from the others.
+  #deliver(body: string): void {
+    for (const listener of [...this.#listeners]) {
+      const event = parseEvent(body);
+      if (event === undefined) return;
+      try {
+        listener(event);
+      } catch {
+        // A subscriber's bug is its own; the publisher and the other subscribers carry on.
+      }
+    }
+  }
+
+  #stopPolling(): void {
+    clearInterval(this.#pollTimer);
+    this.#pollTimer = undefined;
+  }
+
+  /** Stops the timers and closes the database; later calls fail with STORE_UNAVAILABLE. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#sweepTimer);
+    this.#stopPolling();
+    this.#listeners.clear();
+    const connection = this.#connection;
+    this.#connection = undefined;
+    if (connection === undefined) return;
+    try {
+      connection.db.close();
+    } catch (error) {
+      throw translate(error);
+    }
+  }
+}
