@@ -1,0 +1,169 @@
+import { StowageError } from "../core/errors.js";
+import type {
+  Attributes,
+  ChannelState,
+  ConnectionRef,
+  JsonValue,
+  LoginType,
+  MetaPatch,
+  SessionRecord,
+} from "../core/record.js";
+import type { SessionDelta } from "./types.js";
+
+/**
+ * Attribute fields carry this prefix so an attribute can never collide with a meta field
+ * (`v`, `user`, `exp`, ...), with the alias fields, or with a rename mark.
+ */
+export const ATTRIBUTE_PREFIX = "a:";
+
+/** Meta field names in the session hash; short, since every session stores them. */
+const F = {
+  version: "v",
+  verifier: "verifier",
+  createdAt: "created",
+  rotatedAt: "rotated",
+  expiresAt: "exp",
+  idleExpiresAt: "idle",
+  userId: "user",
+  level: "level",
+  loginType: "lt",
+  lastLoginAt: "lla",
+  language: "lang",
+  channel: "chan",
+  connection: "conn",
+} as const;
+
+/** An alias hash (what an old id becomes inside a rename's grace window). */
+export interface AliasFields {
+  /** The id it points to. */
+  target: string;
+  /** The old id's verifier. */
+  verifier: string;
+  /** When it stops resolving. */
+  until: number;
+}
+
+/** What a delta writes: HSET arguments, HDEL fields, and which indexes must follow. */
+export interface EncodedDelta {
+  /** field, value, field, value, ... */
+  set: string[];
+  /** Fields to remove. */
+  unset: string[];
+  /** expiresAt or idleExpiresAt changed: the native TTL must follow. */
+  expiry: boolean;
+  /** userId or expiresAt changed: the user index must follow. */
+  index: boolean;
+}
+
+function attributeJson(key: string, value: JsonValue): string {
+  const json = JSON.stringify(value);
+  if (json === undefined) throw new StowageError("INVALID_VALUE", `attribute "${key}" is not a JSON value`);
+  return json;
+}
+
+/** HSET arguments for a whole record at `version`. */
+export function recordFields(record: SessionRecord, version: number): string[] {
+  const out = [
+    F.version,
+    String(version),
+    F.verifier,
+    record.verifier,
+    F.createdAt,
+    String(record.createdAt),
+    F.rotatedAt,
+    String(record.rotatedAt),
+    F.expiresAt,
+    String(record.expiresAt),
+    F.idleExpiresAt,
+    String(record.idleExpiresAt),
+    F.level,
+    String(record.level),
+    F.loginType,
+    record.loginType,
+  ];
+  if (record.userId !== undefined) out.push(F.userId, record.userId);
+  if (record.lastLoginAt !== undefined) out.push(F.lastLoginAt, String(record.lastLoginAt));
+  if (record.language !== undefined) out.push(F.language, record.language);
+  if (record.channel) out.push(F.channel, JSON.stringify(record.channel));
+  if (record.connection) out.push(F.connection, JSON.stringify(record.connection));
+  for (const key of Object.keys(record.attributes)) {
+    out.push(ATTRIBUTE_PREFIX + key, attributeJson(key, record.attributes[key]!));
+  }
+  return out;
+}
+
+function metaValue(key: keyof MetaPatch, value: NonNullable<MetaPatch[keyof MetaPatch]>): string {
+  if (key === "channel" || key === "connection") return JSON.stringify(value);
+  return String(value);
+}
+
+/** The fields a delta changes, and nothing else. */
+export function encodeDelta(delta: SessionDelta): EncodedDelta {
+  const out: EncodedDelta = { set: [], unset: [], expiry: false, index: false };
+  // Unset first, set last: if a key is in both, the set wins, as the later write would.
+  for (const key of delta.unset ?? []) out.unset.push(ATTRIBUTE_PREFIX + key);
+  const set = delta.set ?? {};
+  for (const key of Object.keys(set)) out.set.push(ATTRIBUTE_PREFIX + key, attributeJson(key, set[key]!));
+  const meta = delta.meta ?? {};
+  for (const key of Object.keys(meta) as (keyof MetaPatch)[]) {
+    const value = meta[key];
+    if (value === undefined) continue;
+    const field = F[key];
+    if (value === null) out.unset.push(field);
+    else out.set.push(field, metaValue(key, value));
+    if (key === "expiresAt" || key === "idleExpiresAt") out.expiry = true;
+    if (key === "expiresAt" || key === "userId") out.index = true;
+  }
+  if (out.set.length > 0 && out.unset.length > 0) {
+    const setFields = new Set(out.set.filter((_, i) => i % 2 === 0));
+    out.unset = out.unset.filter((field) => !setFields.has(field));
+  }
+  return out;
+}
+
+/** The alias a hash holds, if it is one. */
+export function decodeAlias(hash: Record<string, string>): AliasFields | undefined {
+  const target = hash.alias;
+  if (target === undefined) return undefined;
+  return { target, verifier: hash.verifier ?? "", until: Number(hash.until) };
+}
+
+/** The record a hash holds, or undefined for an empty hash or an alias. Builds fresh objects. */
+export function decodeRecord(id: string, hash: Record<string, string>): SessionRecord | undefined {
+  const version = hash[F.version];
+  if (version === undefined) return undefined;
+  const attributes: Attributes = {};
+  for (const field of Object.keys(hash)) {
+    if (!field.startsWith(ATTRIBUTE_PREFIX)) continue;
+    // defineProperty: a plain assignment of "__proto__" would replace the prototype instead.
+    Object.defineProperty(attributes, field.slice(ATTRIBUTE_PREFIX.length), {
+      value: JSON.parse(hash[field]!) as JsonValue,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  const record: SessionRecord = {
+    id,
+    verifier: hash[F.verifier] ?? "",
+    version: Number(version),
+    createdAt: Number(hash[F.createdAt]),
+    rotatedAt: Number(hash[F.rotatedAt]),
+    expiresAt: Number(hash[F.expiresAt]),
+    idleExpiresAt: Number(hash[F.idleExpiresAt]),
+    level: Number(hash[F.level]),
+    loginType: (hash[F.loginType] ?? "unspecified") as LoginType,
+    attributes,
+  };
+  const userId = hash[F.userId];
+  if (userId !== undefined) record.userId = userId;
+  const lastLoginAt = hash[F.lastLoginAt];
+  if (lastLoginAt !== undefined) record.lastLoginAt = Number(lastLoginAt);
+  const language = hash[F.language];
+  if (language !== undefined) record.language = language;
+  const channel = hash[F.channel];
+  if (channel !== undefined) record.channel = JSON.parse(channel) as ChannelState;
+  const connection = hash[F.connection];
+  if (connection !== undefined) record.connection = JSON.parse(connection) as ConnectionRef;
+  return record;
+}

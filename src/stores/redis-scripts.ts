@@ -1,0 +1,222 @@
+import { createHash } from "node:crypto";
+import type { Cluster, Redis } from "ioredis";
+
+/** A Lua script run by its SHA1 (EVALSHA), so Redis parses it once per node. */
+export interface LuaScript {
+  /** Full Lua source, helpers included. */
+  readonly lua: string;
+  /** SHA1 of `lua`, as EVALSHA wants it. */
+  readonly sha: string;
+}
+
+/**
+ * Helpers shared by the scripts. Every script touches the keys of one session only (`{id}` hash tag),
+ * so it runs on one Cluster slot. ARGV is unpacked in chunks because Lua's C stack holds ~8000 values.
+ */
+const PRELUDE = `
+local function hsetFrom(key, from, to)
+  local i = from
+  while i <= to do
+    local j = math.min(i + 999, to)
+    redis.call('HSET', key, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+local function hdelFrom(key, from, to)
+  local i = from
+  while i <= to do
+    local j = math.min(i + 999, to)
+    redis.call('HDEL', key, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+local function expireAtMin(key)
+  local t = redis.call('HMGET', key, 'exp', 'idle')
+  local e, i = tonumber(t[1]), tonumber(t[2])
+  if i and (not e or i < e) then e = i end
+  if e then redis.call('PEXPIREAT', key, string.format('%d', math.ceil(e))) end
+end
+local function renaming(key, now)
+  local m = redis.call('HMGET', key, 'ren', 'renu')
+  return m[1] and tonumber(m[2]) > tonumber(now)
+end
+local function tagged(value)
+  if value then return '=' .. value end
+  return ''
+end
+`;
+
+function script(body: string): LuaScript {
+  const lua = `${PRELUDE}\n${body}`;
+  return { lua, sha: createHash("sha1").update(lua).digest("hex") };
+}
+
+/**
+ * KEYS: hash. ARGV: pexpireat, field, value, ... Returns 1, or 0 when the key (record or alias) exists.
+ */
+export const INSERT = script(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+hsetFrom(KEYS[1], 2, #ARGV)
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1
+`);
+
+/**
+ * KEYS: hash. ARGV: ifVersion or '', now, '1' when exp/idle change, number of set args, field, value, ...,
+ * then fields to delete. Returns {0, version, old user, new user, exp} ('=' marks a user), {1} when the
+ * record is missing (or an alias), {2} on a version conflict or while a rename holds the record.
+ * A rename mark past its deadline is void: the commit clears it, which makes that rename fail.
+ */
+export const COMMIT = script(`
+local key = KEYS[1]
+local v = redis.call('HGET', key, 'v')
+if not v then return {1} end
+if renaming(key, ARGV[2]) then return {2} end
+if ARGV[1] ~= '' and ARGV[1] ~= v then return {2} end
+redis.call('HDEL', key, 'ren', 'renu')
+local before = redis.call('HGET', key, 'user')
+local last = 4 + tonumber(ARGV[4])
+hsetFrom(key, 5, last)
+hdelFrom(key, last + 1, #ARGV)
+local version = redis.call('HINCRBY', key, 'v', 1)
+if ARGV[3] == '1' then expireAtMin(key) end
+local h = redis.call('HMGET', key, 'user', 'exp')
+return {0, version, tagged(before), tagged(h[1]), h[2] or ''}
+`);
+
+/** KEYS: hash. ARGV: idleExpiresAt. Moves the idle expiry and the native TTL; no version bump. */
+export const TOUCH = script(`
+if redis.call('HEXISTS', KEYS[1], 'v') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'idle', ARGV[1])
+expireAtMin(KEYS[1])
+return 1
+`);
+
+/**
+ * Rename, step 1, on the old key. KEYS: old hash. ARGV: ifVersion or '', now, token, deadline.
+ * Returns {0, version, verifier, user} and marks the record as being renamed until `deadline`;
+ * {1} when missing (or an alias); {2} on a version conflict or another live rename.
+ */
+export const RENAME_BEGIN = script(`
+local key = KEYS[1]
+local h = redis.call('HMGET', key, 'v', 'verifier', 'user')
+if not h[1] then return {1} end
+if renaming(key, ARGV[2]) then return {2} end
+if ARGV[1] ~= '' and ARGV[1] ~= h[1] then return {2} end
+redis.call('HSET', key, 'ren', ARGV[3], 'renu', ARGV[4])
+return {0, h[1], h[2], tagged(h[3])}
+`);
+
+/**
+ * Rename, step 3 (the commit point), on the old key. KEYS: old hash. ARGV: token, new id, alias until
+ * (0: no alias). Returns 0 when the old key became an alias (or vanished as asked); 1 when the record is
+ * gone (deleted meanwhile); 2 when our mark was voided and the record lives on.
+ */
+export const RENAME_FINISH = script(`
+local key = KEYS[1]
+local h = redis.call('HMGET', key, 'ren', 'verifier', 'v')
+if h[1] ~= ARGV[1] then
+  if h[3] then return 2 end
+  return 1
+end
+redis.call('DEL', key)
+local untilMs = tonumber(ARGV[3])
+if untilMs > 0 then
+  redis.call('HSET', key, 'alias', ARGV[2], 'verifier', h[2], 'until', ARGV[3])
+  redis.call('PEXPIREAT', key, ARGV[3])
+end
+return 0
+`);
+
+/** KEYS: old hash. ARGV: token. Lifts our rename mark after a failed rename. */
+export const RENAME_ABORT = script(`
+if redis.call('HGET', KEYS[1], 'ren') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'ren', 'renu')
+return 1
+`);
+
+/**
+ * KEYS: hash. ARGV: version read, now. Returns 1 when deleted, 0 when the version moved (read again),
+ * -1 when there is nothing to consume (missing, an alias, or a rename holds it: the id is on its way out).
+ */
+export const CONSUME = script(`
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v or renaming(KEYS[1], ARGV[2]) then return -1 end
+if v ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`);
+
+/** KEYS: hash. Deletes a record or alias; returns {1, user} for a record, {0, ''} otherwise. */
+export const DELETE = script(`
+local h = redis.call('HMGET', KEYS[1], 'v', 'user')
+redis.call('DEL', KEYS[1])
+if not h[1] then return {0, ''} end
+return {1, tagged(h[2])}
+`);
+
+/** KEYS: hash. ARGV: user. Deletes the record only if it still belongs to that user. */
+export const DELETE_IF_USER = script(`
+local h = redis.call('HMGET', KEYS[1], 'v', 'user')
+if not h[1] or h[2] ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`);
+
+/**
+ * KEYS: user index. ARGV: expiresAt, id. Scores an entry by the record's absolute expiry (an upper bound
+ * of its effective expiry, so pruning by score never drops a live record; GT keeps the highest bound when
+ * commits race) and lets the index key expire with its last entry.
+ */
+export const INDEX_ADD = script(`
+redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[2])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], string.format('%d', math.ceil(tonumber(top[2]))))
+return 1
+`);
+
+/** KEYS: user index. ARGV: now. Drops entries whose absolute expiry passed, returns the rest. */
+export const USER_LIST = script(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+`);
+
+/**
+ * KEYS: lock, fence counter. ARGV: token, leaseMs, now, counter ttl. Returns the fence, or 0 when held.
+ * The fence is max(last + 1, now): strictly increasing while the counter lives, and still higher than
+ * any earlier fence after the counter expired (it expires only after a day without a lock, and fences
+ * run ahead of the clock only by the number of acquisitions faster than one per ms).
+ */
+export const LOCK = script(`
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+local fence = (tonumber(redis.call('GET', KEYS[2])) or 0) + 1
+local now = tonumber(ARGV[3])
+if now > fence then fence = now end
+redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', ARGV[4])
+return fence
+`);
+
+/** KEYS: lock. ARGV: token. Compare-and-delete: frees the lease only for its holder. */
+export const UNLOCK = script(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`);
+
+/**
+ * Runs a script by SHA1 and loads it with EVAL on NOSCRIPT (first use on a node, a restart, a failover).
+ * On Cluster, ioredis routes EVALSHA by its first key.
+ */
+export async function runScript(
+  client: Redis | Cluster,
+  lua: LuaScript,
+  keys: string[],
+  args: (string | number)[],
+): Promise<unknown> {
+  try {
+    return await client.evalsha(lua.sha, keys.length, ...keys, ...args);
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
+    return await client.eval(lua.lua, keys.length, ...keys, ...args);
+  }
+}

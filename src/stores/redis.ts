@@ -1,0 +1,565 @@
+import { randomBytes } from "node:crypto";
+import { Cluster, Redis } from "ioredis";
+import { StowageError } from "../core/errors.js";
+import { expiryOf, type SessionRecord } from "../core/record.js";
+import { decodeAlias, decodeRecord, encodeDelta, recordFields } from "./redis-codec.js";
+import {
+  COMMIT,
+  CONSUME,
+  DELETE,
+  DELETE_IF_USER,
+  INDEX_ADD,
+  INSERT,
+  LOCK,
+  type LuaScript,
+  RENAME_ABORT,
+  RENAME_BEGIN,
+  RENAME_FINISH,
+  runScript,
+  TOUCH,
+  UNLOCK,
+  USER_LIST,
+} from "./redis-scripts.js";
+import type {
+  CommitOptions,
+  RenameOptions,
+  SessionDelta,
+  SessionStore,
+  StoredRecord,
+  StoreEvent,
+  StoreEventListener,
+  StoreLock,
+} from "./types.js";
+
+/** Options for `RedisStore`. Give at most one of `url`, `client` and `cluster`. */
+export interface RedisStoreOptions {
+  /** URL of a standalone server (`redis://` or `rediss://`). @default "redis://127.0.0.1:6379" */
+  url?: string;
+  /** An ioredis Redis or Cluster client to use; the store neither configures nor closes it. @default undefined */
+  client?: Redis | Cluster;
+  /** Seed nodes of a Redis Cluster; the store opens an ioredis Cluster client on them. @default undefined */
+  cluster?: { nodes: { host: string; port: number }[] };
+  /** Prefix of every key and of the event channel; must not contain `{` or `}`. @default "stowage:" */
+  prefix?: string;
+  /** Upper bound of every store call in ms; past it the call rejects with STORE_UNAVAILABLE. @default 2000 */
+  timeoutMs?: number;
+}
+
+const DAY = 86_400_000;
+const CONSUME_ATTEMPTS = 64;
+const ALIAS_HOPS = 8;
+const EVENT_TYPES = new Set(["ended", "replaced", "revoked"]);
+
+function noop(): void {}
+
+function unavailable(message: string, cause?: unknown): StowageError {
+  return new StowageError("STORE_UNAVAILABLE", message, cause === undefined ? undefined : { cause });
+}
+
+function translate(error: unknown, what: string): StowageError {
+  if (error instanceof StowageError) return error;
+  return unavailable(`Redis ${what} failed`, error);
+}
+
+/** '=' marks a present user in script replies (so an empty user id stays distinct from none). */
+function untag(value: unknown): string | undefined {
+  return typeof value === "string" && value.startsWith("=") ? value.slice(1) : undefined;
+}
+
+function reply(value: unknown): unknown[] {
+  if (!Array.isArray(value)) throw unavailable("Redis returned an unexpected script reply");
+  return value;
+}
+
+function statusError(status: unknown): StowageError {
+  return status === 1
+    ? new StowageError("SESSION_ENDED", "No session with that id")
+    : new StowageError("VERSION_CONFLICT", "The session changed since it was read");
+}
+
+function duplicate(): StowageError {
+  return new StowageError("DUPLICATE_ID", "A session or live alias with that id already exists");
+}
+
+function pexpireAt(record: SessionRecord): number {
+  return Math.ceil(expiryOf(record));
+}
+
+function parseEvent(message: string): { source: unknown; event: StoreEvent } | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(message);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null) return undefined;
+  const { s, e } = parsed as { s?: unknown; e?: Partial<StoreEvent> };
+  if (typeof e !== "object" || e === null) return undefined;
+  if (!EVENT_TYPES.has(e.type as string) || typeof e.id !== "string" || typeof e.at !== "number") {
+    return undefined;
+  }
+  return { source: s, event: e as StoreEvent };
+}
+
+/**
+ * Sessions in Redis, standalone or Cluster (ioredis).
+ *
+ * Layout (every key of one session shares the `{id}` hash tag, so each script touches one slot):
+ * - `{prefix}{<id>}`: a HASH of meta fields (`v`, `verifier`, `created`, `rotated`, `exp`, `idle`, `user`,
+ *   `level`, `lt`, `lla`, `lang`, `chan`, `conn`) and one `a:<key>` field per attribute holding its JSON;
+ *   it expires natively (PEXPIREAT) at min(exp, idle). A commit HSETs/HDELs only the changed fields.
+ *   Inside a rename's grace window the old id's hash is an alias instead: `{ alias, verifier, until }`.
+ * - `{prefix}{<id>}:lock` and `{prefix}{<id>}:fence`: the lease and its fence counter.
+ * - `{prefix}u:{<userId>}`: the user index, a sorted set of ids scored by absolute expiry. It lives in
+ *   another slot, so it is written by its own command after the session's script (an id enters it only
+ *   once its hash exists), pruned by score on read, and `listByUser` drops ids whose hash is gone or
+ *   belongs to someone else now; the hash is the truth, the index only a hint.
+ * - `{prefix}events`: the pub/sub channel (PUBLISH reaches the whole Cluster).
+ *
+ * No call uses KEYS or SCAN. Every call rejects with STORE_UNAVAILABLE within `timeoutMs` when Redis is
+ * unreachable, and the same store works again once it is back.
+ *
+ * @example
+ * const store = new RedisStore({ url: "redis://127.0.0.1:6379", prefix: "myapp:" });
+ */
+export class RedisStore implements SessionStore {
+  readonly name = "redis";
+  readonly #client: Redis | Cluster;
+  readonly #owned: boolean;
+  readonly #prefix: string;
+  readonly #timeoutMs: number;
+  readonly #channel: string;
+  /** Tags this store's own events, so it can skip their echo (local listeners already had them). */
+  readonly #source = randomBytes(9).toString("base64url");
+  readonly #listeners = new Set<StoreEventListener>();
+  #readyWait: Promise<void> | undefined;
+  #subscriber: Redis | Cluster | undefined;
+  #subscribing: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(options: RedisStoreOptions = {}) {
+    const given = [options.url, options.client, options.cluster].filter((o) => o !== undefined).length;
+    if (given > 1) throw new StowageError("CONFIG_INVALID", "RedisStore takes one of url, client or cluster");
+    const prefix = options.prefix ?? "stowage:";
+    if (typeof prefix !== "string" || /[{}]/.test(prefix)) {
+      throw new StowageError("CONFIG_INVALID", "RedisStore prefix must be a string without { or }");
+    }
+    const timeoutMs = options.timeoutMs ?? 2000;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+      throw new StowageError("CONFIG_INVALID", "RedisStore timeoutMs must be a positive number");
+    }
+    if (options.cluster !== undefined && options.cluster.nodes.length === 0) {
+      throw new StowageError("CONFIG_INVALID", "RedisStore cluster needs at least one node");
+    }
+    this.#prefix = prefix;
+    this.#timeoutMs = timeoutMs;
+    this.#channel = `${prefix}events`;
+    this.#owned = options.client === undefined;
+    this.#client = options.client ?? this.#open(options);
+  }
+
+  // Fail fast instead of queueing: with no offline queue and no resend, a command issued while Redis is
+  // down rejects at once, and one in flight when the socket drops rejects on close, so a write the caller
+  // was told failed is never replayed minutes later. `#ready` waits (bounded) for a reconnect instead.
+  #open(options: RedisStoreOptions): Redis | Cluster {
+    const perNode = {
+      commandTimeout: this.#timeoutMs,
+      connectTimeout: this.#timeoutMs,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+    };
+    const client = options.cluster
+      ? new Cluster(options.cluster.nodes, {
+          lazyConnect: true,
+          enableOfflineQueue: false,
+          clusterRetryStrategy: (times: number) => Math.min(100 * times, 1000),
+          slotsRefreshTimeout: this.#timeoutMs,
+          redisOptions: perNode,
+        })
+      : new Redis(options.url ?? "redis://127.0.0.1:6379", {
+          ...perNode,
+          lazyConnect: true,
+          enableOfflineQueue: false,
+          retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 5), 1000),
+        });
+    // Failures reach callers as STORE_UNAVAILABLE; without a listener ioredis would print every retry.
+    client.on("error", noop);
+    return client;
+  }
+
+  /** The ioredis client (Redis or Cluster) the store uses. */
+  get client(): Redis | Cluster {
+    return this.#client;
+  }
+
+  #key(id: string): string {
+    return `${this.#prefix}{${id}}`;
+  }
+
+  #userKey(userId: string): string {
+    return `${this.#prefix}u:{${userId}}`;
+  }
+
+  #ready(): Promise<void> | undefined {
+    const client = this.#client;
+    if (client.status === "ready") return undefined;
+    if (client.status === "wait") client.connect().catch(noop);
+    this.#readyWait ??= new Promise<void>((resolve) => {
+      client.once("ready", () => {
+        this.#readyWait = undefined;
+        resolve();
+      });
+    });
+    return this.#readyWait;
+  }
+
+  /**
+   * Runs one store call under the `timeoutMs` bound. `alive()` tells a multi-step call whether its caller
+   * still waits, so it never passes a commit point after the caller was told it failed.
+   */
+  #run<T>(what: string, fn: (alive: () => boolean) => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(unavailable("The Redis store is closed"));
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    const alive = () => !timedOut;
+    const work = (async () => {
+      await this.#ready();
+      if (timedOut) throw unavailable(`Redis ${what} timed out`);
+      return fn(alive);
+    })();
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        timedOut = true;
+        reject(unavailable(`Redis ${what} timed out after ${this.#timeoutMs} ms`));
+      }, this.#timeoutMs);
+    });
+    return Promise.race([work, timeout])
+      .catch((error: unknown) => {
+        throw translate(error, what);
+      })
+      .finally(() => clearTimeout(timer));
+  }
+
+  #script(lua: LuaScript, keys: string[], args: (string | number)[]): Promise<unknown> {
+    return runScript(this.#client, lua, keys, args);
+  }
+
+  #indexAdd(userId: string, id: string, expiresAt: number): Promise<unknown> {
+    return this.#script(INDEX_ADD, [this.#userKey(userId)], [expiresAt, id]);
+  }
+
+  async #indexRemove(userId: string, ids: string[]): Promise<void> {
+    if (ids.length > 0) await this.#client.zrem(this.#userKey(userId), ...ids);
+  }
+
+  async insert(record: SessionRecord): Promise<void> {
+    const fields = recordFields(record, record.version);
+    await this.#run("insert", async () => {
+      const inserted = await this.#script(INSERT, [this.#key(record.id)], [pexpireAt(record), ...fields]);
+      if (inserted !== 1) throw duplicate();
+      if (record.userId !== undefined) await this.#indexAdd(record.userId, record.id, record.expiresAt);
+    });
+  }
+
+  async get(id: string): Promise<StoredRecord | undefined> {
+    return this.#run("get", async () => {
+      const hash = await this.#client.hgetall(this.#key(id));
+      const record = decodeRecord(id, hash);
+      if (record) return expiryOf(record) > Date.now() ? record : undefined;
+      const alias = decodeAlias(hash);
+      if (!alias || alias.until <= Date.now()) return undefined;
+      // A second round trip only for an alias. A chain (renamed again within the grace window) is
+      // followed a few hops; the first alias decides verifier and until, as the caller holds its token.
+      let target = alias.target;
+      for (let hop = 0; hop < ALIAS_HOPS; hop++) {
+        const next = await this.#client.hgetall(this.#key(target));
+        const found: StoredRecord | undefined = decodeRecord(target, next);
+        if (found) {
+          if (expiryOf(found) <= Date.now()) return undefined;
+          found.via = { from: id, verifier: alias.verifier, until: alias.until };
+          return found;
+        }
+        const further = decodeAlias(next);
+        if (!further) return undefined;
+        target = further.target;
+      }
+      return undefined;
+    });
+  }
+
+  async commit(id: string, delta: SessionDelta, options: CommitOptions = {}): Promise<number> {
+    const encoded = encodeDelta(delta);
+    const args = [
+      options.ifVersion ?? "",
+      Date.now(),
+      encoded.expiry ? "1" : "0",
+      encoded.set.length,
+      ...encoded.set,
+      ...encoded.unset,
+    ];
+    return this.#run("commit", async () => {
+      const result = reply(await this.#script(COMMIT, [this.#key(id)], args));
+      if (result[0] !== 0) throw statusError(result[0]);
+      if (encoded.index) {
+        const before = untag(result[2]);
+        const after = untag(result[3]);
+        await Promise.all([
+          after === undefined ? undefined : this.#indexAdd(after, id, Number(result[4])),
+          before === undefined || before === after ? undefined : this.#indexRemove(before, [id]),
+        ]);
+      }
+      return Number(result[1]);
+    });
+  }
+
+  /**
+   * Rename across slots. On Cluster the old and new keys live on different nodes (ids are random, so
+   * they cannot share a hash tag), and no script may touch both. Three steps, each atomic on one key:
+   *
+   * 1. BEGIN on the old key: check existence and `ifVersion`, then mark the record with a random token
+   *    and a deadline (`ren`, `renu`), and read its version and verifier.
+   * 2. INSERT the new record (version old+1) under the new key; it fails if the new id is taken.
+   * 3. FINISH on the old key, the commit point: only if our token is still there, replace the record by
+   *    the alias (or delete it when graceMs is 0).
+   *
+   * Why nothing acknowledged is lost: while the mark is live, COMMIT refuses with VERSION_CONFLICT, so
+   * no write can land on the old record after BEGIN read it; the caller reloads, which follows the alias
+   * once FINISH ran, and writes to the new id. CONSUME treats a marked record as already gone (the id is
+   * being retired; consume never follows aliases). A crashed or stalled renamer cannot wedge a session:
+   * past the deadline the mark is void, the next commit clears it, and FINISH (which checks the token,
+   * not the clock) then fails and the renamer deletes the new record: the rename was never acknowledged,
+   * and the commit is kept. A delete, consume or deleteByUser of the old id between the steps also makes
+   * FINISH fail (SESSION_ENDED), so a revoked session cannot come back under its new id. Clocks only
+   * decide when a stale mark may be voided, never whether data survives. Before step 3 the renamer checks
+   * that its caller still waits, so a rename reported as timed out does not commit later. If FINISH's
+   * reply itself is lost, the outcome is unknown (STORE_UNAVAILABLE) and both records are kept: at worst
+   * an unreachable new record remains until its own expiry.
+   */
+  async rename(oldId: string, newRecord: SessionRecord, options: RenameOptions): Promise<number> {
+    const oldKey = this.#key(oldId);
+    const newKey = this.#key(newRecord.id);
+    const token = randomBytes(12).toString("base64url");
+    return this.#run("rename", async (alive) => {
+      const now = Date.now();
+      const begun = reply(
+        await this.#script(
+          RENAME_BEGIN,
+          [oldKey],
+          [options.ifVersion ?? "", now, token, now + this.#markMs()],
+        ),
+      );
+      if (begun[0] !== 0) throw statusError(begun[0]);
+      const version = Number(begun[1]) + 1;
+      const oldUser = untag(begun[3]);
+
+      let finishing = false;
+      try {
+        const fields = recordFields(newRecord, version);
+        const inserted = await this.#script(INSERT, [newKey], [pexpireAt(newRecord), ...fields]);
+        if (inserted !== 1) throw duplicate();
+        const indexed = newRecord.userId !== undefined;
+        try {
+          if (!alive()) throw unavailable("Redis rename timed out");
+          const until = options.graceMs > 0 ? Date.now() + options.graceMs : 0;
+          finishing = true;
+          const [finished] = await Promise.all([
+            this.#script(RENAME_FINISH, [oldKey], [token, newRecord.id, until]),
+            indexed ? this.#indexAdd(newRecord.userId!, newRecord.id, newRecord.expiresAt) : undefined,
+          ]);
+          if (finished !== 0) {
+            finishing = false;
+            throw statusError(finished);
+          }
+        } catch (error) {
+          if (!finishing) await this.#quietly(this.#dropOrphan(newKey, indexed ? newRecord : undefined));
+          throw error;
+        }
+      } catch (error) {
+        if (!finishing) await this.#quietly(this.#script(RENAME_ABORT, [oldKey], [token]));
+        throw error;
+      }
+      if (oldUser !== undefined) await this.#indexRemove(oldUser, [oldId]);
+      return version;
+    });
+  }
+
+  /** How long a rename mark holds: longer than any rename its caller still waits for. */
+  #markMs(): number {
+    return Math.max(2 * this.#timeoutMs, 1000);
+  }
+
+  async #dropOrphan(key: string, indexed: SessionRecord | undefined): Promise<void> {
+    await this.#client.del(key);
+    if (indexed?.userId !== undefined) await this.#indexRemove(indexed.userId, [indexed.id]);
+  }
+
+  async #quietly(work: Promise<unknown>): Promise<void> {
+    await work.catch(noop);
+  }
+
+  async consume(id: string, check: (record: SessionRecord) => boolean): Promise<SessionRecord | undefined> {
+    const key = this.#key(id);
+    return this.#run("consume", async () => {
+      for (let attempt = 0; attempt < CONSUME_ATTEMPTS; attempt++) {
+        const hash = await this.#client.hgetall(key);
+        const now = Date.now();
+        if (hash.ren !== undefined && Number(hash.renu) > now) return undefined;
+        const record = decodeRecord(id, hash);
+        if (!record || expiryOf(record) <= now) return undefined;
+        if (!check(record)) return undefined;
+        const removed = await this.#script(CONSUME, [key], [record.version, Date.now()]);
+        if (removed === -1) return undefined;
+        if (removed === 1) {
+          if (record.userId !== undefined) await this.#indexRemove(record.userId, [id]);
+          return decodeRecord(id, hash);
+        }
+      }
+      throw new StowageError("VERSION_CONFLICT", "The session kept changing while being consumed");
+    });
+  }
+
+  async delete(id: string): Promise<boolean> {
+    return this.#run("delete", async () => {
+      const result = reply(await this.#script(DELETE, [this.#key(id)], []));
+      const userId = untag(result[1]);
+      if (userId !== undefined) await this.#indexRemove(userId, [id]);
+      return result[0] === 1;
+    });
+  }
+
+  async touch(id: string, idleExpiresAt: number): Promise<void> {
+    await this.#run("touch", () => this.#script(TOUCH, [this.#key(id)], [idleExpiresAt]));
+  }
+
+  async #members(userId: string): Promise<string[]> {
+    const members = await this.#script(USER_LIST, [this.#userKey(userId)], [Date.now()]);
+    return reply(members).filter((m): m is string => typeof m === "string");
+  }
+
+  async listByUser(userId: string): Promise<SessionRecord[]> {
+    return this.#run("listByUser", async () => {
+      const members = await this.#members(userId);
+      const hashes = await Promise.all(members.map((id) => this.#client.hgetall(this.#key(id))));
+      const now = Date.now();
+      const live: SessionRecord[] = [];
+      const stale: string[] = [];
+      members.forEach((id, i) => {
+        const record = decodeRecord(id, hashes[i]!);
+        if (!record || record.userId !== userId) stale.push(id);
+        else if (expiryOf(record) > now) live.push(record);
+      });
+      await this.#indexRemove(userId, stale);
+      return live;
+    });
+  }
+
+  async deleteByUser(userId: string, options: { exceptId?: string } = {}): Promise<string[]> {
+    return this.#run("deleteByUser", async () => {
+      const targets = (await this.#members(userId)).filter((id) => id !== options.exceptId);
+      const results = await Promise.all(
+        targets.map((id) => this.#script(DELETE_IF_USER, [this.#key(id)], [userId])),
+      );
+      await this.#indexRemove(userId, targets);
+      return targets.filter((_, i) => results[i] === 1);
+    });
+  }
+
+  /** Redis expires sessions, aliases, leases and user indexes natively: nothing to sweep. */
+  async sweep(_now: number): Promise<number> {
+    return 0;
+  }
+
+  async lock(id: string, leaseMs: number): Promise<StoreLock | null> {
+    const lockKey = `${this.#key(id)}:lock`;
+    const token = randomBytes(16).toString("base64url");
+    const lease = Math.max(1, Math.ceil(leaseMs));
+    const fence = await this.#run("lock", async () =>
+      Number(await this.#script(LOCK, [lockKey, `${this.#key(id)}:fence`], [token, lease, Date.now(), DAY])),
+    );
+    if (!fence) return null;
+    let released = false;
+    return {
+      fence,
+      release: async () => {
+        if (released) return;
+        await this.#run("release", () => this.#script(UNLOCK, [lockKey], [token]));
+        released = true;
+      },
+    };
+  }
+
+  async publish(event: StoreEvent): Promise<void> {
+    const message = JSON.stringify({ s: this.#source, e: event });
+    await this.#run("publish", () => this.#client.publish(this.#channel, message));
+    // Local listeners hear it at once; the echo from Redis is skipped by its source tag.
+    this.#deliver(message);
+  }
+
+  async subscribe(listener: StoreEventListener): Promise<() => Promise<void>> {
+    await this.#run("subscribe", () => this.#subscribed());
+    this.#listeners.add(listener);
+    return async () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  #subscribed(): Promise<void> {
+    if (!this.#subscriber) {
+      // A connection of its own: a RESP2 subscriber can run nothing else. It queues while offline and
+      // resubscribes after a reconnect; ioredis Cluster subscribes on one node and PUBLISH is cluster-wide.
+      const subscriber =
+        this.#client instanceof Cluster
+          ? this.#client.duplicate([], {
+              enableOfflineQueue: true,
+              redisOptions: { maxRetriesPerRequest: null },
+            })
+          : this.#client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+      subscriber.on("error", noop);
+      subscriber.on("message", (channel: string, message: string) => {
+        if (channel === this.#channel) this.#deliver(message, true);
+      });
+      this.#subscriber = subscriber;
+    }
+    const subscriber = this.#subscriber;
+    this.#subscribing ??= subscriber.subscribe(this.#channel).then(noop, (error: unknown) => {
+      this.#subscribing = undefined;
+      throw error;
+    });
+    return this.#subscribing;
+  }
+
+  #deliver(message: string, remote = false): void {
+    if (this.#listeners.size === 0) return;
+    const parsed = parseEvent(message);
+    if (!parsed || (remote && parsed.source === this.#source)) return;
+    for (const listener of this.#listeners) {
+      try {
+        // Each listener gets its own copy.
+        listener(parseEvent(message)!.event);
+      } catch {
+        // A failing listener must not stop the others nor break the subscriber connection.
+      }
+    }
+  }
+
+  /** Closes the subscriber connection and, when the store opened it, the client (QUIT, then disconnect). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listeners.clear();
+    const clients = [this.#subscriber, this.#owned ? this.#client : undefined];
+    await Promise.all(clients.map((client) => (client ? this.#quit(client) : undefined)));
+  }
+
+  async #quit(client: Redis | Cluster): Promise<void> {
+    if (client.status === "ready") {
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#timeoutMs);
+      });
+      await Promise.race([client.quit().then(noop, noop), limit]);
+      clearTimeout(timer);
+    }
+    client.disconnect();
+  }
+}
