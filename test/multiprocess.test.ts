@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { newId } from "../src/core/tokens.js";
 import { createSessions, openStore } from "../src/index.js";
 import { runTs } from "./helpers/processes.js";
+import { startRedisCluster } from "./helpers/redis-cluster.js";
 
 const WORKER = "test/workers/update-worker.ts";
 const dir = mkdtempSync(join(tmpdir(), "stowage-mp-"));
@@ -37,6 +38,15 @@ describe("4 processes × 100 parallel update() of one key", () => {
   it("Redis", async () => {
     await fourByHundred("redis://127.0.0.1:6379", `stowage-mp-${newId()}:`);
   }, 120_000);
+
+  it("Redis Cluster (3 test-owned masters)", async () => {
+    const cluster = await startRedisCluster(3);
+    try {
+      await fourByHundred(`redis+cluster://${cluster.seeds}`, `stowage-mp-${newId()}:`);
+    } finally {
+      await cluster.stop();
+    }
+  }, 180_000);
 
   it("PostgreSQL", async () => {
     const table = `stowage_mp_${newId()
