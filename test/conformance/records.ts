@@ -1,0 +1,108 @@
+import { expect, it } from "vitest";
+import { PermissionLevel } from "../../src/core/record.js";
+import { expectCode, makeRecord, newUserId, type StoreGetter } from "./helpers.js";
+
+export function recordTests(getStore: StoreGetter): void {
+  it("round-trips every field of a full record", async () => {
+    const store = getStore();
+    const now = Date.now();
+    const record = makeRecord({
+      createdAt: now - 5000,
+      rotatedAt: now - 1000,
+      expiresAt: now + 86_400_000,
+      idleExpiresAt: now + 1_800_000,
+      userId: newUserId(),
+      level: PermissionLevel.SUPERVISOR,
+      loginType: "human",
+      lastLoginAt: now - 2000,
+      language: "de-CH",
+      channel: { algorithm: "x25519-chacha20poly1305", sealedSecret: "c2VhbGVk.c2VjcmV0" },
+      connection: { id: "conn-42", node: "node-a" },
+      attributes: { cart: [{ sku: "A1", qty: 2 }], theme: "dark", count: 3 },
+    });
+    await store.insert(record);
+    const got = await store.get(record.id);
+    expect(got).toEqual(record);
+    expect(got?.via).toBeUndefined();
+  });
+
+  it("round-trips a minimal record without optional fields", async () => {
+    const store = getStore();
+    const record = makeRecord({ level: PermissionLevel.OWNER, loginType: "robot" });
+    await store.insert(record);
+    const got = await store.get(record.id);
+    expect(got).toEqual(record);
+    expect(got?.userId).toBeUndefined();
+    expect(got?.lastLoginAt).toBeUndefined();
+    expect(got?.language).toBeUndefined();
+    expect(got?.channel).toBeUndefined();
+    expect(got?.connection).toBeUndefined();
+  });
+
+  it("rejects a second insert of the same id with DUPLICATE_ID and keeps the first", async () => {
+    const store = getStore();
+    const record = makeRecord({ attributes: { first: true } });
+    await store.insert(record);
+    const other = makeRecord({ id: record.id, attributes: { first: false }, level: 100 });
+    await expectCode(store.insert(other), "DUPLICATE_ID");
+    expect(await store.get(record.id)).toEqual(record);
+  });
+
+  it("returns undefined for an unknown id", async () => {
+    expect(await getStore().get(makeRecord().id)).toBeUndefined();
+  });
+
+  it("deletes: true when the record existed, false otherwise", async () => {
+    const store = getStore();
+    const record = makeRecord();
+    await store.insert(record);
+    expect(await store.delete(record.id)).toBe(true);
+    expect(await store.get(record.id)).toBeUndefined();
+    expect(await store.delete(record.id)).toBe(false);
+    expect(await store.delete(makeRecord().id)).toBe(false);
+  });
+
+  it("lets a deleted id be inserted again", async () => {
+    const store = getStore();
+    const record = makeRecord({ attributes: { round: 1 } });
+    await store.insert(record);
+    await store.delete(record.id);
+    const again = { ...record, attributes: { round: 2 } };
+    await store.insert(again);
+    expect(await store.get(record.id)).toEqual(again);
+  });
+
+  it("copies records in: mutating what was inserted does not change the store", async () => {
+    const store = getStore();
+    const record = makeRecord({
+      userId: newUserId(),
+      connection: { id: "c1", node: "n1" },
+      attributes: { list: [1, 2], nested: { deep: { value: "a" } } },
+    });
+    const snapshot = structuredClone(record);
+    await store.insert(record);
+    record.level = 200;
+    record.attributes.added = true;
+    (record.attributes.list as number[]).push(3);
+    (record.attributes.nested as { deep: { value: string } }).deep.value = "changed";
+    record.connection!.id = "c2";
+    expect(await store.get(record.id)).toEqual(snapshot);
+  });
+
+  it("copies records out: mutating what get returned does not change the store", async () => {
+    const store = getStore();
+    const record = makeRecord({
+      channel: { algorithm: "alg", sealedSecret: "s" },
+      attributes: { list: [1, 2], nested: { deep: { value: "a" } } },
+    });
+    await store.insert(record);
+    const got = await store.get(record.id);
+    if (!got) throw new Error("record missing");
+    got.version = 99;
+    got.attributes.added = true;
+    (got.attributes.list as number[]).push(3);
+    (got.attributes.nested as { deep: { value: string } }).deep.value = "changed";
+    got.channel!.sealedSecret = "other";
+    expect(await store.get(record.id)).toEqual(record);
+  });
+}
