@@ -196,15 +196,19 @@ export class Session<A extends object = Attributes> {
 
   /** Removes one attribute. */
   delete(key: keyof A & string): this {
+    if (key !== CSRF_KEY) this.#drop(key);
+    return this;
+  }
+
+  #drop(key: string): void {
     const s = this.#writable();
-    if (!Object.hasOwn(s.attributes, key)) return this;
+    if (!Object.hasOwn(s.attributes, key)) return;
     const sizes = this.#sizes();
     s.totalBytes -= sizes.get(key) ?? 0;
     sizes.delete(key);
     delete s.attributes[key];
     s.pendingSet.delete(key);
     s.pendingUnset.add(key);
-    return this;
   }
 
   /**
@@ -239,6 +243,8 @@ export class Session<A extends object = Attributes> {
     Object.assign(s.meta, { userId, level, loginType: s.loginType, lastLoginAt: now });
     s.loginAt = s.commits;
     s.dirty = true;
+    // A privilege change gets a fresh CSRF secret too, so a token seen before login is worthless after.
+    if (Object.hasOwn(s.attributes, CSRF_KEY)) this.#drop(CSRF_KEY);
     if (s.storedId !== undefined) renew(s, "login", 0);
     return this;
   }

@@ -360,6 +360,19 @@ describe("leases, CSRF and channels", () => {
     expect(() => again.set("$stowage.csrf" as never, "x" as never)).toThrowError(/reserved/);
   });
 
+  it("gives a new CSRF token at login", async () => {
+    const sessions = make();
+    const s = sessions.create();
+    const before = s.csrfToken;
+    await s.save();
+    const loaded = (await sessions.load(s.token))!;
+    loaded.login("dave");
+    await sessions.commit(loaded);
+    const after = (await sessions.load(loaded.token))!;
+    expect(after.verifyCsrf(before)).toBe(false);
+    expect(after.csrfToken).not.toBe(before);
+  });
+
   it("seals channel keys with the key ring and needs one", async () => {
     const keys = [{ id: "k1", key: KeyRing.generateKey() }];
     const store = new MemoryStore();

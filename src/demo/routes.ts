@@ -1,0 +1,220 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { isStowageError } from "../core/errors.js";
+import type { Sessions } from "../core/manager.js";
+import type { Session } from "../core/session.js";
+import { deviceLabel } from "./device.js";
+import { FormError, readForm } from "./form.js";
+import { asset, page, type Reply, redirect, send } from "./respond.js";
+import { STYLE } from "./style.js";
+import { devicesPage, errorPage, type Flash, sessionPage, signInPage } from "./views.js";
+
+/** What the demo keeps in a session. */
+export interface DemoAttributes {
+  counter: number;
+  device: string;
+  flash: Flash;
+}
+
+/** The session as the HTTP layer hands it over: the store is read at the first `await`. */
+export interface DemoSession extends PromiseLike<Session<DemoAttributes>> {
+  /** The session if it was loaded, without touching the store. */
+  peek(): Session<DemoAttributes> | undefined;
+  /** True when the request's token named a stored session. */
+  readonly found: boolean;
+}
+
+type Req = IncomingMessage;
+type Route = (req: Req, lazy: DemoSession) => Promise<Reply>;
+type Action = (session: Session<DemoAttributes>, form: URLSearchParams, req: Req) => Promise<Reply>;
+
+/** First characters of a session id shown on pages and used to name a device in the revoke form. */
+export const ID_PREFIX_LENGTH = 8;
+const PREFIX_RE = /^[A-Za-z0-9_-]{8}$/;
+const MAX_NAME = 64;
+
+/** The demo's request handler, for the HTTP layer's `withSessions`. */
+export function demoRoutes(
+  sessions: Sessions<DemoAttributes>,
+): (req: Req, res: ServerResponse, lazy: DemoSession) => Promise<void> {
+  const routes: Record<string, Partial<Record<"GET" | "POST", Route>>> = {
+    "/": { GET: home },
+    "/devices": { GET: devices(sessions) },
+    "/style.css": { GET: async () => asset("text/css; charset=utf-8", STYLE) },
+    "/login": { POST: post(login, false) },
+    "/counter": { POST: post(increment, true) },
+    "/devices/revoke": { POST: post(revoke(sessions), true) },
+    "/logout": { POST: post(logout, true) },
+    "/logout-all": { POST: post(logoutEverywhere(sessions), true) },
+  };
+
+  const route = async (req: Req, lazy: DemoSession): Promise<Reply> => {
+    const path = pathOf(req.url);
+    const methods = path === undefined ? undefined : routes[path];
+    if (!methods) return page(404, errorPage(404, "Page not found", "There is nothing at this address."));
+    const method = req.method === "HEAD" ? "GET" : req.method;
+    const handler = method === "GET" || method === "POST" ? methods[method] : undefined;
+    if (!handler) {
+      const allow = Object.keys(methods).join(", ");
+      return page(405, errorPage(405, "Method not allowed", `Use ${allow} here.`), { Allow: allow });
+    }
+    const reply = await handler(req, lazy);
+    // Commit before answering, so a store failure still gets the 503 page; the commit the HTTP layer
+    // makes when the response ends then finds nothing left to write.
+    const session = lazy.peek();
+    if (session) await sessions.commit(session);
+    return reply;
+  };
+
+  return async (req, res, lazy) => {
+    let reply: Reply;
+    try {
+      reply = await route(req, lazy);
+    } catch (error) {
+      reply = failure(error);
+      // A fresh session that could not be stored is dropped, so the commit at the end of the response
+      // does not fail a second time and replace this page with a bare 503.
+      const session = lazy.peek();
+      if (reply.status === 503 && session && !lazy.found && !session.isEnded) session.end();
+    }
+    send(res, reply);
+  };
+}
+
+async function home(_req: Req, lazy: DemoSession): Promise<Reply> {
+  const session = await lazy;
+  const flash = takeFlash(session);
+  if (session.userId === undefined) return page(200, signInPage(session.csrfToken, flash));
+  return page(
+    200,
+    sessionPage({
+      user: session.userId,
+      idPrefix: session.id.slice(0, ID_PREFIX_LENGTH),
+      createdAt: session.createdAt,
+      expiresAt: session.expiresAt,
+      level: session.level,
+      device: session.get("device") ?? "an unknown device",
+      counter: session.get("counter") ?? 0,
+      csrf: session.csrfToken,
+      flash,
+    }),
+  );
+}
+
+function devices(sessions: Sessions<DemoAttributes>): Route {
+  return async (_req, lazy) => {
+    const session = await lazy;
+    const user = session.userId;
+    if (user === undefined) return redirect("/");
+    const flash = takeFlash(session);
+    const list = await sessions.listForUser(user);
+    const rows = list.map((info) => ({
+      idPrefix: info.id.slice(0, ID_PREFIX_LENGTH),
+      device: typeof info.attributes.device === "string" ? info.attributes.device : "Unknown device",
+      createdAt: info.createdAt,
+      current: info.id === session.id,
+    }));
+    return page(200, devicesPage({ user, csrf: session.csrfToken, devices: rows, flash }));
+  };
+}
+
+/** A form post: CSRF-checked, and with `needsUser` only for a signed-in session (others go to the start page). */
+function post(action: Action, needsUser: boolean): Route {
+  return async (req, lazy) => {
+    const form = await readForm(req);
+    const session = await lazy;
+    if (!session.verifyCsrf(form.get("csrf"))) {
+      return page(
+        403,
+        errorPage(
+          403,
+          "Form expired",
+          "This form was not sent by this session. Go back, reload the page and try again.",
+        ),
+      );
+    }
+    if (needsUser && session.userId === undefined) return redirect("/");
+    return action(session, form, req);
+  };
+}
+
+async function login(session: Session<DemoAttributes>, form: URLSearchParams, req: Req): Promise<Reply> {
+  const name = (form.get("name") ?? "").trim().replace(/\s+/g, " ");
+  if (name === "" || name.length > MAX_NAME || /\p{Cc}/u.test(name)) {
+    session.set("flash", { kind: "warn", text: `Please enter a name of 1 to ${MAX_NAME} characters.` });
+    return redirect("/");
+  }
+  session.login(name);
+  session.set("device", deviceLabel(req.headers["user-agent"]));
+  return redirect("/");
+}
+
+async function increment(session: Session<DemoAttributes>): Promise<Reply> {
+  await session.update("counter", (n) => (n ?? 0) + 1);
+  return redirect("/");
+}
+
+function revoke(sessions: Sessions<DemoAttributes>): Action {
+  return async (session, form) => {
+    const prefix = form.get("id") ?? "";
+    // Only the user's own sessions can match, so no one can end another user's session.
+    const mine = PREFIX_RE.test(prefix) ? await sessions.listForUser(session.userId!) : [];
+    const matches = mine.filter((info) => info.id.startsWith(prefix));
+    const target = matches.length === 1 ? matches[0]! : undefined;
+    if (!target) {
+      session.set("flash", { kind: "warn", text: "That device is no longer signed in." });
+    } else if (target.id === session.id) {
+      session.end();
+      return redirect("/");
+    } else {
+      await sessions.end(target.id);
+      const device = typeof target.attributes.device === "string" ? target.attributes.device : "The device";
+      session.set("flash", { kind: "ok", text: `${device} (${prefix}) is signed out.` });
+    }
+    return redirect("/devices");
+  };
+}
+
+async function logout(session: Session<DemoAttributes>): Promise<Reply> {
+  session.end();
+  return redirect("/");
+}
+
+function logoutEverywhere(sessions: Sessions<DemoAttributes>): Action {
+  return async (session) => {
+    await sessions.endAllForUser(session.userId!, { except: session.id });
+    session.end();
+    return redirect("/");
+  };
+}
+
+function takeFlash(session: Session<DemoAttributes>): Flash | undefined {
+  const flash = session.get("flash");
+  if (flash !== undefined) session.delete("flash");
+  return flash;
+}
+
+function pathOf(url: string | undefined): string | undefined {
+  if (!url?.startsWith("/")) return undefined;
+  const end = url.search(/[?#]/);
+  return end === -1 ? url : url.slice(0, end);
+}
+
+function failure(error: unknown): Reply {
+  if (error instanceof FormError)
+    return page(error.status, errorPage(error.status, "Form refused", error.message));
+  if (isStowageError(error, "STORE_UNAVAILABLE")) {
+    return page(
+      503,
+      errorPage(
+        503,
+        "Sessions are unavailable",
+        "The session store cannot be reached right now. Try again shortly.",
+      ),
+      { "Retry-After": "5" },
+    );
+  }
+  // The session was revoked from another device while this request ran.
+  if (isStowageError(error, "SESSION_ENDED")) return redirect("/");
+  console.error("stowage demo: unexpected error:", error);
+  return page(500, errorPage(500, "Something went wrong", "The server could not answer this request."));
+}

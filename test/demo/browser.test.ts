@@ -1,0 +1,94 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Demo, startDemo } from "../../src/demo/index.js";
+import { SqliteStore } from "../../src/stores/sqlite.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const RESULTS = fileURLToPath(new URL("../../test-results", import.meta.url));
+// Skipped only on a developer machine without Chromium; in CI a missing browser must fail the run.
+const skip = !existsSync(CHROMIUM) && !process.env.CI;
+
+describe.skipIf(skip)("demo app in Chromium", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stowage-browser-"));
+  let demo: Demo;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    demo = await startDemo({ store: new SqliteStore({ path: join(dir, "sessions.db") }), port: 0 });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await demo?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function signIn(page: Page, name: string): Promise<void> {
+    await page.goto(demo.url);
+    await page.getByLabel("Your name").fill(name);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect.poll(() => page.locator("h1").textContent()).toBe(`Hello, ${name}`);
+  }
+
+  it("revokes one device from another; the revoked one is signed out on reload", async () => {
+    const laptop = await browser.newContext({ viewport: { width: 900, height: 760 } });
+    const phone = await browser.newContext({
+      viewport: { width: 390, height: 760 },
+      userAgent:
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    });
+    try {
+      const a = await laptop.newPage();
+      const b = await phone.newPage();
+      await signIn(a, "Ada <Lovelace>");
+      await signIn(b, "Ada <Lovelace>");
+
+      await a.getByRole("button", { name: "+1" }).click();
+      await expect.poll(() => a.locator("#counter").textContent()).toBe("1");
+
+      await a.getByRole("link", { name: "Devices" }).click();
+      const rows = a.locator("ul.devices li");
+      await expect.poll(() => rows.count()).toBe(2);
+      const current = rows.filter({ hasText: "This device" });
+      await expect.poll(() => current.count()).toBe(1);
+      expect(await current.locator("button").count()).toBe(0);
+      const other = rows.filter({ hasText: "Safari on macOS" });
+      expect(await other.count()).toBe(1);
+
+      mkdirSync(RESULTS, { recursive: true });
+      await a.screenshot({ path: join(RESULTS, "devices.png"), fullPage: true });
+
+      await other.getByRole("button", { name: "Revoke" }).click();
+      await expect.poll(() => a.locator(".flash").textContent()).toContain("Safari on macOS");
+      await expect.poll(() => rows.count()).toBe(1);
+
+      await b.reload();
+      await expect.poll(() => b.locator("h1").textContent()).toBe("Sign in");
+      expect(await b.getByLabel("Your name").isVisible()).toBe(true);
+
+      // The revoking device is still signed in.
+      await a.goto(demo.url);
+      expect(await a.locator("h1").textContent()).toBe("Hello, Ada <Lovelace>");
+    } finally {
+      await laptop.close();
+      await phone.close();
+    }
+  });
+});

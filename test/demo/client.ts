@@ -1,0 +1,59 @@
+/** A tiny browser stand-in for the demo tests: keeps the session cookie, reads forms, never follows redirects. */
+export class DemoClient {
+  cookie: string | undefined;
+
+  constructor(
+    readonly base: string,
+    readonly userAgent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+  ) {}
+
+  async get(path: string): Promise<{ status: number; body: string; headers: Headers }> {
+    const res = await fetch(this.base + path, { headers: this.#headers(), redirect: "manual" });
+    this.#keep(res);
+    return { status: res.status, body: await res.text(), headers: res.headers };
+  }
+
+  async post(
+    path: string,
+    fields: Record<string, string>,
+  ): Promise<{ status: number; body: string; headers: Headers }> {
+    const res = await fetch(this.base + path, {
+      method: "POST",
+      headers: { ...this.#headers(), "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams(fields).toString(),
+      redirect: "manual",
+    });
+    this.#keep(res);
+    return { status: res.status, body: await res.text(), headers: res.headers };
+  }
+
+  /** The CSRF token of the first form on a page. */
+  async csrf(path = "/"): Promise<string> {
+    const page = await this.get(path);
+    const match = /name="csrf" value="([^"]+)"/.exec(page.body);
+    if (!match) throw new Error(`no CSRF field on ${path} (status ${page.status})`);
+    return match[1]!;
+  }
+
+  async signIn(name: string): Promise<void> {
+    const res = await this.post("/login", { csrf: await this.csrf("/"), name });
+    if (res.status !== 303) throw new Error(`sign-in answered ${res.status}`);
+  }
+
+  /** The token in the cookie, as the server issued it. */
+  get token(): string | undefined {
+    return this.cookie?.split("=")[1];
+  }
+
+  #headers(): Record<string, string> {
+    return { "user-agent": this.userAgent, ...(this.cookie ? { cookie: this.cookie } : {}) };
+  }
+
+  #keep(res: Response): void {
+    for (const line of res.headers.getSetCookie()) {
+      const pair = line.split(";")[0]!;
+      const cleared = /max-age=0/i.test(line) || pair.endsWith("=");
+      this.cookie = cleared ? undefined : pair;
+    }
+  }
+}
