@@ -65,6 +65,26 @@ export function renameConsumeTests(getStore: StoreGetter): void {
     expect(direct).toEqual({ ...next, version: 4 });
   });
 
+  it("two rotations inside one grace window: the first id still resolves; a rename with no grace ends both", async () => {
+    const store = getStore();
+    const a = await insertAtVersion3(getStore);
+    const b = successor(a);
+    await store.rename(a.id, b, { graceMs: 60_000 });
+    const c = successor(b);
+    await store.rename(b.id, c, { graceMs: 60_000 });
+    const viaA = await store.get(a.id);
+    expect(viaA?.id).toBe(c.id);
+    expect(viaA?.via?.from).toBe(a.id);
+    expect(viaA?.via?.verifier).toBe(a.verifier);
+    expect((await store.get(b.id))?.via?.verifier).toBe(b.verifier);
+    const d = successor(c);
+    await store.rename(c.id, d, { graceMs: 0 });
+    expect(await store.get(a.id)).toBeUndefined();
+    expect(await store.get(b.id)).toBeUndefined();
+    expect(await store.get(c.id)).toBeUndefined();
+    expect((await store.get(d.id))?.id).toBe(d.id);
+  });
+
   it("an alias follows commits made to the new record", async () => {
     const store = getStore();
     const old = await insertAtVersion3(getStore);

@@ -1,0 +1,157 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { MemoryStore } from "../../src/stores/memory.js";
+import type { StoreEvent } from "../../src/stores/types.js";
+import {
+  expectCode,
+  makeRecord,
+  newUserId,
+  runStoreConformance,
+  sleep,
+  waitFor,
+} from "../conformance/index.js";
+
+runStoreConformance("memory", () => new MemoryStore());
+
+describe("MemoryStore", () => {
+  const stores: MemoryStore[] = [];
+  const open = (options?: ConstructorParameters<typeof MemoryStore>[0]) => {
+    const store = new MemoryStore(options);
+    stores.push(store);
+    return store;
+  };
+  afterEach(async () => {
+    vi.useRealTimers();
+    await Promise.all(stores.splice(0).map((store) => store.close()));
+  });
+
+  it("evicts the least recently used record past maxEntries; get counts as use", async () => {
+    const store = open({ maxEntries: 3 });
+    const userId = newUserId();
+    const [a, b, c, d] = [makeRecord(), makeRecord({ userId }), makeRecord(), makeRecord()];
+    for (const record of [a!, b!, c!]) await store.insert(record);
+    expect(await store.get(a!.id)).toEqual(a);
+    await store.insert(d!);
+    expect(store.size).toBe(3);
+    expect(await store.get(b!.id)).toBeUndefined();
+    expect(await store.listByUser(userId)).toEqual([]);
+    for (const record of [a!, c!, d!]) expect(await store.get(record.id)).toEqual(record);
+  });
+
+  it("LRU order follows commit and touch too, and skips deleted and consumed records", async () => {
+    const store = open({ maxEntries: 4 });
+    const [a, b, c, d, e, f, g] = Array.from({ length: 7 }, () => makeRecord());
+    for (const record of [a!, b!, c!, d!]) await store.insert(record);
+    await store.commit(a!.id, { set: { used: true } });
+    await store.touch(b!.id, b!.idleExpiresAt + 1000);
+    // Use order now, oldest first: c, d, a, b. Removing c and consuming d leaves a, b.
+    await store.delete(c!.id);
+    await store.consume(d!.id, () => true);
+    for (const record of [e!, f!, g!]) await store.insert(record);
+    expect(store.size).toBe(4);
+    expect(await store.get(a!.id)).toBeUndefined();
+    for (const record of [b!, e!, f!, g!]) expect(await store.get(record.id)).toBeDefined();
+  });
+
+  it("without maxEntries keeps every record", async () => {
+    const store = open();
+    const records = Array.from({ length: 1000 }, () => makeRecord());
+    for (const record of records) await store.insert(record);
+    expect(store.size).toBe(1000);
+  });
+
+  it("removes expired records on its own timer, without sweep()", async () => {
+    const store = open({ sweepIntervalMs: 20 });
+    const userId = newUserId();
+    const now = Date.now();
+    await store.insert(makeRecord({ userId, expiresAt: now + 100 }));
+    await store.insert(makeRecord({ userId, idleExpiresAt: now + 100 }));
+    const kept = makeRecord();
+    await store.insert(kept);
+    expect(store.size).toBe(3);
+    await waitFor(() => store.size === 1, 3000, "background expiry");
+    expect(await store.get(kept.id)).toEqual(kept);
+  });
+
+  it("sweep returns how many records it removed", async () => {
+    const store = open({ sweepIntervalMs: 3_600_000 });
+    const now = Date.now();
+    for (let i = 0; i < 5; i++) await store.insert(makeRecord({ expiresAt: now + 50 }));
+    await store.insert(makeRecord());
+    await sleep(100);
+    expect(await store.sweep(Date.now())).toBe(5);
+    expect(store.size).toBe(1);
+    expect(await store.sweep(Date.now())).toBe(0);
+  });
+
+  it("does not keep the process alive", async () => {
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", fileURLToPath(new URL("./memory-child.ts", import.meta.url))],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const timeout = sleep(15_000).then(() => "still running" as const);
+    const result = await Promise.race([exited, timeout]);
+    if (result === "still running") child.kill();
+    expect(result).toBe(0);
+    expect(output).toBe("ready\n");
+  });
+
+  it("close() stops its timer and later calls fail with STORE_UNAVAILABLE", async () => {
+    vi.useFakeTimers();
+    const before = vi.getTimerCount();
+    const store = new MemoryStore();
+    expect(vi.getTimerCount()).toBe(before + 1);
+    await store.close();
+    expect(vi.getTimerCount()).toBe(before);
+    await expectCode(store.get(makeRecord().id), "STORE_UNAVAILABLE");
+    await expectCode(store.insert(makeRecord()), "STORE_UNAVAILABLE");
+    await store.close();
+  });
+
+  it("a listener that throws does not reach the publisher or the other listeners", async () => {
+    const store = open();
+    const received: StoreEvent[] = [];
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.message);
+    process.on("warning", onWarning);
+    try {
+      await store.subscribe(() => {
+        throw new Error("listener bug");
+      });
+      await store.subscribe((event) => received.push(event));
+      const event: StoreEvent = { type: "revoked", id: makeRecord().id, at: Date.now() };
+      await store.publish(event);
+      await waitFor(() => received.length === 1 && warnings.length === 1, 2000, "delivery and warning");
+      expect(received).toEqual([event]);
+      expect(warnings[0]).toContain("listener bug");
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
+
+  it("an event published before unsubscribe but not yet delivered is not delivered", async () => {
+    const store = open();
+    const received: StoreEvent[] = [];
+    const unsubscribe = await store.subscribe((event) => received.push(event));
+    const publishing = store.publish({ type: "ended", id: makeRecord().id, at: Date.now() });
+    await unsubscribe();
+    await publishing;
+    await sleep(20);
+    expect(received).toEqual([]);
+  });
+
+  it("refuses invalid options with CONFIG_INVALID", () => {
+    for (const options of [{ maxEntries: 0 }, { maxEntries: 1.5 }, { sweepIntervalMs: 0 }]) {
+      expect(() => new MemoryStore(options)).toThrowError(
+        expect.objectContaining({ code: "CONFIG_INVALID" }),
+      );
+    }
+  });
+});
