@@ -9,15 +9,26 @@ export type StowageErrorCode =
   | "LOCK_TIMEOUT"
   | "CONFIG_INVALID";
 
+// Server-side trouble that may pass is 503; everything else a handler let escape is its own bug (500).
+const STATUS: Partial<Record<StowageErrorCode, number>> = { STORE_UNAVAILABLE: 503, LOCK_TIMEOUT: 503 };
+
 /** The one error type stowage throws; `code` says what went wrong. Messages never contain tokens or secrets. */
 export class StowageError extends Error {
   /** Machine-readable reason. */
   readonly code: StowageErrorCode;
+  /** HTTP status for a handler that lets this error escape (express, fastify and koa read it). */
+  readonly status: number;
 
   constructor(code: StowageErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "StowageError";
     this.code = code;
+    this.status = STATUS[code] ?? 500;
+  }
+
+  /** The same as `status`, under the name some frameworks read. */
+  get statusCode(): number {
+    return this.status;
   }
 }
 

@@ -88,6 +88,16 @@ export interface SessionStats {
   conflicts: number;
 }
 
+/** The token a session had before a routine rotation, restored when a parallel rotation wins. */
+interface KeptToken {
+  id: string;
+  token: string;
+  verifier: string;
+  secret: string;
+  oldId: string | undefined;
+  oldIdAt: number | undefined;
+}
+
 const DAY = 86_400_000;
 const MAX_UPDATE_MS = 30_000;
 
@@ -365,12 +375,9 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   async #rotate(s: SessionState): Promise<boolean> {
     const fresh = await this.store.get(s.storedId!);
     if (!fresh) throw new StowageError("SESSION_ENDED", "the session has ended");
-    if (fresh.via || this.#clock.now() - fresh.rotatedAt < this.#rotateEvery) {
-      // A parallel request rotated first: keep this token (it is now an alias) and write to the new id.
-      s.storedId = fresh.id;
-      s.rotatedAt = fresh.rotatedAt;
-      return this.#write(s, false);
-    }
+    if (this.#rotatedElsewhere(fresh)) return this.#keepToken(s, fresh);
+    const { id, token, verifier, secret, oldId, oldIdAt } = s;
+    const previous: KeptToken = { id, token, verifier, secret, oldId, oldIdAt };
     const issued = issueToken();
     s.oldId = s.id;
     s.oldIdAt = s.commits;
@@ -379,17 +386,43 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     s.verifier = issued.verifier;
     s.secret = issued.token.slice(issued.id.length + 1);
     s.regenerate = { reason: "rotation", graceMs: this.#rotationGraceMs };
-    return this.#rename(s, fresh);
+    return this.#rename(s, fresh, previous);
   }
 
-  /** Moves the stored record to the session's new id, carrying the pending delta; retried on conflict. */
-  async #rename(s: SessionState, first?: StoredRecord): Promise<boolean> {
+  /** True when a parallel request has rotated this record already (it came through an alias, or is young). */
+  #rotatedElsewhere(fresh: StoredRecord): boolean {
+    return fresh.via !== undefined || this.#clock.now() - fresh.rotatedAt < this.#rotateEvery;
+  }
+
+  /**
+   * A parallel request rotated first: this request keeps its token (now an alias) and writes to the new
+   * id, so only one new token is ever handed out per rotation.
+   */
+  #keepToken(s: SessionState, fresh: StoredRecord, previous?: KeptToken): Promise<boolean> {
+    if (previous) {
+      Object.assign(s, previous);
+      s.regenerate = undefined;
+    }
+    s.storedId = fresh.id;
+    s.rotatedAt = fresh.rotatedAt;
+    return this.#write(s, false);
+  }
+
+  /**
+   * Moves the stored record to the session's new id, carrying the pending delta; retried on conflict.
+   * If the old id became an alias meanwhile (a parallel request rotated), a login or explicit regeneration
+   * renames the record it now points to, and a routine rotation (`previous` set) is dropped in favour of
+   * the parallel one.
+   */
+  async #rename(s: SessionState, first?: StoredRecord, previous?: KeptToken): Promise<boolean> {
     const started = Date.now();
     const regenerate = s.regenerate!;
     let fresh = first;
     for (let attempt = 1; ; attempt++) {
       fresh ??= await this.store.get(s.storedId!);
       if (!fresh) throw new StowageError("SESSION_ENDED", "the session ended before it could be regenerated");
+      if (previous && attempt > 1 && this.#rotatedElsewhere(fresh))
+        return this.#keepToken(s, fresh, previous);
       const now = this.#clock.now();
       const next = mergeRecord(fresh, s);
       next.id = s.id;
@@ -415,7 +448,9 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
         this.emit("regenerated", { oldId, id: s.id, reason: regenerate.reason });
         return true;
       } catch (error) {
-        if (!isStowageError(error, "VERSION_CONFLICT")) throw error;
+        // SESSION_ENDED here may only mean the old id turned into an alias; the re-read tells.
+        if (!isStowageError(error, "VERSION_CONFLICT") && !isStowageError(error, "SESSION_ENDED"))
+          throw error;
         fresh = undefined;
         await this.#conflict(s.id, attempt, started);
       }

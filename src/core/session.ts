@@ -203,9 +203,11 @@ export class Session<A extends object = Attributes> {
   #drop(key: string): void {
     const s = this.#writable();
     if (!Object.hasOwn(s.attributes, key)) return;
-    const sizes = this.#sizes();
-    s.totalBytes -= sizes.get(key) ?? 0;
-    sizes.delete(key);
+    // Removing cannot exceed the limit: keep the bookkeeping only if it was already made.
+    if (s.sizes) {
+      s.totalBytes -= s.sizes.get(key) ?? 0;
+      s.sizes.delete(key);
+    }
     delete s.attributes[key];
     s.pendingSet.delete(key);
     s.pendingUnset.add(key);
@@ -371,23 +373,36 @@ export class Session<A extends object = Attributes> {
   #write(key: string, value: unknown): void {
     const s = this.#writable();
     const json = serializeJson(value, `attribute "${key}"`);
-    const sizes = this.#sizes();
     const size = byteSize(key, json);
-    const total = s.totalBytes - (sizes.get(key) ?? 0) + size;
-    if (total > this.#host.maxAttributesBytes) {
-      throw new StowageError(
-        "ATTRIBUTES_TOO_LARGE",
-        `attributes would take ${total} bytes; the limit is ${this.#host.maxAttributesBytes}`,
-      );
+    if (s.sizes !== undefined || !this.#noLarger(key, size)) {
+      const sizes = this.#sizes();
+      const total = s.totalBytes - (sizes.get(key) ?? 0) + size;
+      if (total > this.#host.maxAttributesBytes) {
+        throw new StowageError(
+          "ATTRIBUTES_TOO_LARGE",
+          `attributes would take ${total} bytes; the limit is ${this.#host.maxAttributesBytes}`,
+        );
+      }
+      sizes.set(key, size);
+      s.totalBytes = total;
     }
     // Store a private copy so later mutation of the caller's object cannot change the session.
     const copy = JSON.parse(json) as JsonValue;
-    sizes.set(key, size);
-    s.totalBytes = total;
     s.attributes[key] = copy;
     s.pendingSet.set(key, copy);
     s.pendingUnset.delete(key);
     s.dirty = true;
+  }
+
+  /**
+   * True when `key` already holds a value that takes at least `size` bytes. Replacing it cannot grow the
+   * session, so a loaded session's first write (typically one small counter or flag per request) need not
+   * measure every attribute: that would cost a JSON.stringify of the whole bag per request.
+   */
+  #noLarger(key: string, size: number): boolean {
+    const attributes = this[state].attributes;
+    if (!Object.hasOwn(attributes, key)) return false;
+    return byteSize(key, JSON.stringify(attributes[key])) >= size;
   }
 
   #writable(): SessionState {

@@ -1,0 +1,185 @@
+import { parseCookie, stringifySetCookie } from "cookie";
+import { StowageError } from "../core/errors.js";
+import { parseToken } from "../core/tokens.js";
+
+/** How the HTTP layer carries the session token; shared by node:http, fetch and every adapter. */
+export interface HttpSessionOptions {
+  /** Cookie name; on https it gets the `__Host-` prefix (`__Secure-` when `path` is not "/"). @default "sid" */
+  cookieName?: string;
+  /**
+   * Header that may carry the token instead of a cookie: "authorization" reads `Bearer <token>`, any
+   * other name reads the bare token, false reads cookies only. A header-carried session never gets a cookie.
+   * @default "authorization"
+   */
+  header?: string | false;
+  /** Mark the cookie Secure and prefix its name: always, never, or "auto" when the request came over TLS. @default "auto" */
+  secure?: boolean | "auto";
+  /** With `secure: "auto"`, believe the first `X-Forwarded-Proto` value a proxy in front of the server sets. @default false */
+  trustProxy?: boolean;
+  /** The cookie's SameSite attribute. @default "lax" */
+  sameSite?: "lax" | "strict" | "none";
+  /** The cookie's Path attribute. @default "/" */
+  path?: string;
+  /** Give the cookie Max-Age/Expires (the session's absolute expiry); false makes it a browser-session cookie. @default true */
+  persistent?: boolean;
+}
+
+/** Where a request's token came from. */
+export type TokenSource = "cookie" | "header";
+
+/** The token a request carries, if any, and where it was found. */
+export interface CarriedToken {
+  /** The token text (not yet checked against the store); undefined when there is none. */
+  token: string | undefined;
+  /** Where it was found; undefined when there is none. */
+  via: TokenSource | undefined;
+}
+
+const NONE: CarriedToken = Object.freeze({ token: undefined, via: undefined });
+// RFC 6265 cookie-name (an RFC 7230 token) and path-value.
+const COOKIE_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const PATH_RE = /^\/[\u0020-\u003A\u003D-\u007E]*$/;
+const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Longest header value worth looking at: "Bearer " plus a token plus generous whitespace.
+const MAX_HEADER_VALUE = 256;
+
+/** Reads tokens from requests and writes Set-Cookie values, for one set of options. */
+export class Carriage {
+  /** Lower-case name of the token header, or undefined when tokens come by cookie only. */
+  readonly header: string | undefined;
+  readonly #bearer: boolean;
+  readonly #secure: boolean | "auto";
+  readonly #trustProxy: boolean;
+  readonly #plainName: string;
+  readonly #secureName: string;
+  readonly #sameSite: "lax" | "strict" | "none";
+  readonly #path: string;
+  readonly #persistent: boolean;
+
+  constructor(options: HttpSessionOptions = {}) {
+    const name = options.cookieName ?? "sid";
+    if (typeof name !== "string" || !COOKIE_NAME_RE.test(name) || /^__(host|secure)-/i.test(name)) {
+      throw invalid("cookieName must be a cookie token without a __Host-/__Secure- prefix");
+    }
+    const path = options.path ?? "/";
+    if (typeof path !== "string" || !PATH_RE.test(path))
+      throw invalid("path must start with / and hold no ; or controls");
+    const header = options.header ?? "authorization";
+    if (header !== false && (typeof header !== "string" || !HEADER_NAME_RE.test(header))) {
+      throw invalid("header must be a header name or false");
+    }
+    const sameSite = options.sameSite ?? "lax";
+    if (sameSite !== "lax" && sameSite !== "strict" && sameSite !== "none") {
+      throw invalid('sameSite must be "lax", "strict" or "none"');
+    }
+    const secure = options.secure ?? "auto";
+    if (secure !== true && secure !== false && secure !== "auto")
+      throw invalid('secure must be true, false or "auto"');
+    if (sameSite === "none" && secure === false)
+      throw invalid("browsers refuse SameSite=None without Secure");
+    this.header = header === false ? undefined : header.toLowerCase();
+    this.#bearer = this.header === "authorization";
+    this.#secure = secure;
+    this.#trustProxy = options.trustProxy ?? false;
+    this.#plainName = name;
+    // __Host- demands Path=/ and no Domain; with another path the weaker __Secure- prefix still applies.
+    this.#secureName = `${path === "/" ? "__Host-" : "__Secure-"}${name}`;
+    this.#sameSite = sameSite;
+    this.#path = path;
+    this.#persistent = options.persistent ?? true;
+  }
+
+  /** Whether this request's cookie is Secure and prefixed: `tls` says the socket or URL was https. */
+  isSecure(tls: boolean, forwardedProto: string | null | undefined): boolean {
+    if (this.#secure !== "auto") return this.#secure;
+    if (tls) return true;
+    if (!this.#trustProxy || typeof forwardedProto !== "string") return false;
+    const comma = forwardedProto.indexOf(",");
+    const first = (comma === -1 ? forwardedProto : forwardedProto.slice(0, comma)).trim();
+    return first.toLowerCase() === "https";
+  }
+
+  /** The cookie name used on a secure or plain request. */
+  cookieName(secure: boolean): string {
+    return secure ? this.#secureName : this.#plainName;
+  }
+
+  /**
+   * The token a request carries. A well-formed token in the header wins; otherwise the cookie is read.
+   * Anything odd (a cookie name sent twice, junk, huge or non-ASCII values, a value that is not shaped
+   * like a token) is "no token", never an error.
+   */
+  read(cookieHeader: unknown, headerValue: unknown, secure: boolean): CarriedToken {
+    const fromHeader = this.#fromHeader(headerValue);
+    if (fromHeader !== undefined) return { token: fromHeader, via: "header" };
+    const fromCookie = readCookie(cookieHeader, secure ? this.#secureName : this.#plainName);
+    return fromCookie === undefined || !parseToken(fromCookie) ? NONE : { token: fromCookie, via: "cookie" };
+  }
+
+  /** A Set-Cookie value carrying `token` until `expiresAt` (ms since the epoch). */
+  serialize(token: string, expiresAt: number, secure: boolean): string {
+    if (!this.#persistent)
+      return stringifySetCookie(this.cookieName(secure), token, this.#attributes(secure));
+    const maxAge = Math.max(0, Math.floor((expiresAt - Date.now()) / 1000));
+    return stringifySetCookie(this.cookieName(secure), token, {
+      ...this.#attributes(secure),
+      maxAge,
+      expires: new Date(expiresAt),
+    });
+  }
+
+  /** A Set-Cookie value that removes the cookie. */
+  clear(secure: boolean): string {
+    return stringifySetCookie(this.cookieName(secure), "", {
+      ...this.#attributes(secure),
+      maxAge: 0,
+      expires: new Date(0),
+    });
+  }
+
+  #attributes(secure: boolean) {
+    return { httpOnly: true, sameSite: this.#sameSite, path: this.#path, secure } as const;
+  }
+
+  #fromHeader(value: unknown): string | undefined {
+    if (this.header === undefined || typeof value !== "string" || value.length > MAX_HEADER_VALUE)
+      return undefined;
+    let token = value.trim();
+    if (this.#bearer) {
+      if (token.length < 7 || token.slice(0, 7).toLowerCase() !== "bearer ") return undefined;
+      token = token.slice(7).trimStart();
+    }
+    return parseToken(token) ? token : undefined;
+  }
+}
+
+/**
+ * The value of cookie `name`, or undefined when it is absent or appears more than once: two cookies of
+ * one name mean a second writer (another path, a sibling subdomain) and neither can be trusted to be ours.
+ */
+export function readCookie(header: unknown, name: string): string | undefined {
+  if (typeof header !== "string" || header.length <= name.length) return undefined;
+  let count = 0;
+  for (let at = header.indexOf(name); at !== -1; at = header.indexOf(name, at + name.length)) {
+    if (startsPair(header, at) && endsName(header, at + name.length) && ++count > 1) return undefined;
+  }
+  if (count === 0) return undefined;
+  return parseCookie(header)[name];
+}
+
+// The cookie package trims spaces and tabs around a name, so a match may sit after "; \t" and before " =".
+function startsPair(header: string, at: number): boolean {
+  let i = at - 1;
+  while (i >= 0 && (header[i] === " " || header[i] === "\t")) i--;
+  return i < 0 || header[i] === ";";
+}
+
+function endsName(header: string, at: number): boolean {
+  let i = at;
+  while (i < header.length && (header[i] === " " || header[i] === "\t")) i++;
+  return header[i] === "=";
+}
+
+function invalid(message: string): StowageError {
+  return new StowageError("CONFIG_INVALID", message);
+}

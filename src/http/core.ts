@@ -1,0 +1,139 @@
+import { isStowageError } from "../core/errors.js";
+import type { Sessions } from "../core/manager.js";
+import type { Attributes } from "../core/record.js";
+import { type Session, state } from "../core/session.js";
+import type { Carriage, CarriedToken, TokenSource } from "./carriage.js";
+
+/**
+ * A request's session, read from the store only on the first `await`: a request that never awaits it
+ * costs no store call. It resolves to the session the token names, or to a new blank session when the
+ * token is missing, malformed, unknown, forged or expired. A store failure rejects with STORE_UNAVAILABLE.
+ */
+export class LazySession<A extends object = Attributes> implements PromiseLike<Session<A>> {
+  /** The token the request carried (unchecked), if any. */
+  readonly token: string | undefined;
+  /** Where the token came from; undefined when the request carried none. */
+  readonly via: TokenSource | undefined;
+  readonly #sessions: Sessions<A>;
+  #promise: Promise<Session<A>> | undefined;
+  #session: Session<A> | undefined;
+  #found = false;
+
+  constructor(sessions: Sessions<A>, carried: CarriedToken) {
+    this.#sessions = sessions;
+    this.token = carried.token;
+    this.via = carried.via;
+  }
+
+  // biome-ignore lint/suspicious/noThenProperty: being awaitable is the point of a lazy session.
+  then<R1 = Session<A>, R2 = never>(
+    onfulfilled?: ((session: Session<A>) => R1 | PromiseLike<R1>) | null,
+    onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2> {
+    return this.#load().then(onfulfilled, onrejected);
+  }
+
+  /** The session if it has been loaded already, without touching the store. */
+  peek(): Session<A> | undefined {
+    return this.#session;
+  }
+
+  /** True once the session has been loaded (or created). */
+  get loaded(): boolean {
+    return this.#session !== undefined;
+  }
+
+  /** True when the request's token named a live session. */
+  get found(): boolean {
+    return this.#found;
+  }
+
+  /** @internal The session once a started load settles; undefined if none was started or it failed. */
+  settled(): Promise<Session<A> | undefined> {
+    return this.#promise ? this.#promise.catch(() => undefined) : Promise.resolve(undefined);
+  }
+
+  #load(): Promise<Session<A>> {
+    this.#promise ??= this.#open();
+    return this.#promise;
+  }
+
+  async #open(): Promise<Session<A>> {
+    const loaded = this.token === undefined ? null : await this.#sessions.load(this.token);
+    this.#found = loaded !== null;
+    this.#session = loaded ?? this.#sessions.create();
+    return this.#session;
+  }
+}
+
+/** Opens a request's lazy session from what its headers carry. */
+export function openSession<A extends object>(
+  sessions: Sessions<A>,
+  carriage: Carriage,
+  cookieHeader: unknown,
+  headerValue: unknown,
+  secure: boolean,
+): LazySession<A> {
+  return new LazySession(sessions, carriage.read(cookieHeader, headerValue, secure));
+}
+
+/**
+ * The Set-Cookie a response needs for this session as it stands, or undefined. Works before the commit
+ * (to set a cookie on headers that must go out now) and after it. A session loaded through a rotation
+ * alias still carries the client's token, so it gets no cookie: the request that rotated sends the new one.
+ */
+export function cookieFor<A extends object>(
+  lazy: LazySession<A>,
+  session: Session<A>,
+  carriage: Carriage,
+  secure: boolean,
+): string | undefined {
+  if (lazy.via === "header") return undefined;
+  const s = session[state];
+  if (s.ended || (s.storedId === undefined && !s.dirty)) {
+    // Ended, or logged out and left blank: drop the cookie that named it.
+    return lazy.found ? carriage.clear(secure) : undefined;
+  }
+  if (lazy.via === "cookie" && s.token === lazy.token) return undefined;
+  return carriage.serialize(s.token, s.expiresAt, secure);
+}
+
+/**
+ * Commits a request's session (if the request touched it) and resolves the Set-Cookie to send, if any.
+ * `rotate` allows a due routine rotation; pass false once headers are out, since the new token could
+ * not reach the client. Header-carried sessions never rotate on their own: the client could not learn
+ * the new token. A session ended elsewhere meanwhile (SESSION_ENDED) is treated as ended here.
+ */
+export async function commitSession<A extends object>(
+  sessions: Sessions<A>,
+  lazy: LazySession<A>,
+  carriage: Carriage,
+  secure: boolean,
+  rotate: boolean,
+): Promise<string | undefined> {
+  const session = lazy.peek() ?? (await lazy.settled());
+  if (!session) return undefined;
+  try {
+    await sessions.commit(session, { rotate: rotate && lazy.via !== "header" });
+  } catch (error) {
+    if (!isStowageError(error, "SESSION_ENDED")) throw error;
+    return lazy.via === "cookie" && lazy.found ? carriage.clear(secure) : undefined;
+  }
+  return cookieFor(lazy, session, carriage, secure);
+}
+
+/** True for the failure that becomes a 503: the store could not be reached. */
+export function isUnavailable(error: unknown): boolean {
+  return isStowageError(error, "STORE_UNAVAILABLE");
+}
+
+/** Body of the 503 sent when the store is unreachable. */
+export const UNAVAILABLE_BODY = "Service Unavailable: the session store cannot be reached\n";
+
+/** The 503 a fetch handler returns when the store is unreachable. */
+export function unavailableResponse(): Response {
+  return new Response(UNAVAILABLE_BODY, {
+    status: 503,
+    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+  });
+}

@@ -1,0 +1,281 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type RequestListener, type Server } from "node:http";
+import { createServer as createTlsServer, request as httpsRequest } from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { getRequestListener } from "@hono/node-server";
+import express from "express";
+import { Hono } from "hono";
+import { afterAll, describe, expect, it } from "vitest";
+import { StowageError } from "../../src/core/errors.js";
+import { issueToken } from "../../src/core/tokens.js";
+import { sessionMiddleware as expressSessions, sessionOf } from "../../src/http/express.js";
+import { sessionMiddleware as honoSessions, type SessionVariables } from "../../src/http/hono.js";
+import { handleFetch, withSessions } from "../../src/http/index.js";
+import { createSessions, MemoryStore } from "../../src/index.js";
+import { cookieOf, send } from "./client.js";
+
+const servers: Server[] = [];
+afterAll(async () => {
+  for (const server of servers) {
+    server.closeAllConnections();
+    await new Promise((done) => server.close(done));
+  }
+});
+
+async function serve(listener: RequestListener, server: Server = createServer(listener)): Promise<string> {
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+describe("node:http specifics", () => {
+  it("a handler that sends headers early still gets the cookie of the session as it stood", async () => {
+    const sessions = createSessions();
+    const host = await serve(
+      withSessions(sessions, async (_req, res, lazy) => {
+        const session = await lazy;
+        session.set("streamed", true);
+        res.writeHead(200, { "content-type": "text/plain" });
+        res.write("part one, ");
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        res.end("part two");
+      }),
+    );
+    const answer = await send(`http://${host}`, "GET", "/");
+    expect(answer.text).toBe("part one, part two");
+    expect(answer.setCookies).toHaveLength(1);
+    const loaded = await sessions.load(cookieOf(answer.setCookies[0]!).value);
+    expect(loaded?.get("streamed")).toBe(true);
+  });
+
+  it("a streamed response skips a due rotation, whose token could no longer reach the client", async () => {
+    let offset = -61_000;
+    const sessions = createSessions({ rotateEvery: 60_000, clock: { now: () => Date.now() + offset } });
+    const session = sessions.create();
+    session.set("a", 1);
+    await sessions.commit(session);
+    offset = 0;
+    const host = await serve(
+      withSessions(sessions, async (_req, res, lazy) => {
+        const s = await lazy;
+        res.write(String(s.get("a")));
+        res.end();
+      }),
+    );
+    const streamed = await send(`http://${host}`, "GET", "/", { cookie: `sid=${session.token}` });
+    expect(streamed.text).toBe("1");
+    expect(streamed.setCookies).toEqual([]);
+    offset = 30_000;
+    expect((await sessions.load(session.token))?.get("a")).toBe(1);
+  });
+
+  it("a handler error is a 500 reported to onError, the session is not committed, and the server stays up", async () => {
+    const errors: unknown[] = [];
+    const sessions = createSessions();
+    let inserts = 0;
+    sessions.on("created", () => inserts++);
+    const host = await serve(
+      withSessions(
+        sessions,
+        async (req, _res, lazy) => {
+          (await lazy).set("half", "done");
+          if (req.url === "/sync") throw new Error("sync boom");
+          await Promise.reject(new Error("async boom"));
+        },
+        { onError: (error) => errors.push(error) },
+      ),
+    );
+    for (const path of ["/sync", "/async"]) {
+      const answer = await send(`http://${host}`, "GET", path);
+      expect(answer.status).toBe(500);
+      expect(answer.text).toBe("Internal Server Error\n");
+      expect(answer.setCookies).toEqual([]);
+    }
+    expect(errors.map((e) => (e as Error).message)).toEqual(["sync boom", "async boom"]);
+    expect(inserts).toBe(0);
+  });
+
+  it("a session ended elsewhere while the request ran: the response goes out and the cookie is cleared", async () => {
+    const sessions = createSessions();
+    const session = sessions.create();
+    session.set("a", 1);
+    await sessions.commit(session);
+    const host = await serve(
+      withSessions(sessions, async (_req, res, lazy) => {
+        const s = await lazy;
+        await sessions.end(s.id);
+        s.set("b", 2);
+        res.end("done");
+      }),
+    );
+    const answer = await send(`http://${host}`, "GET", "/", { cookie: `sid=${session.token}` });
+    expect(answer.status).toBe(200);
+    expect(answer.text).toBe("done");
+    expect(answer.setCookies.map((c) => cookieOf(c).maxAge)).toEqual([0]);
+  });
+});
+
+describe("fetch specifics", () => {
+  it("adds the cookie to a response with immutable headers (a redirect) by copying it", async () => {
+    const sessions = createSessions();
+    const handle = handleFetch(sessions, async (_request, lazy) => {
+      (await lazy).set("a", 1);
+      return Response.redirect("http://127.0.0.1/next", 303);
+    });
+    const response = await handle(new Request("http://127.0.0.1/"));
+    expect(response.status).toBe(303);
+    expect(response.headers.get("location")).toBe("http://127.0.0.1/next");
+    expect(response.headers.getSetCookie()).toHaveLength(1);
+  });
+
+  it("rethrows handler errors other than a store outage, and turns an outage into a 503", async () => {
+    const sessions = createSessions();
+    await expect(
+      handleFetch(sessions, () => Promise.reject(new Error("boom")))(new Request("http://x/")),
+    ).rejects.toThrow("boom");
+    const down = handleFetch(sessions, () => {
+      throw new StowageError("STORE_UNAVAILABLE", "down");
+    });
+    const response = await down(new Request("http://x/"));
+    expect(response.status).toBe(503);
+    expect(response.headers.get("content-type")).toContain("text/plain");
+  });
+});
+
+describe("express error handling", () => {
+  it("a store outage met by `await sessionOf(req)` reaches express's default handler as a 503", async () => {
+    const store = new MemoryStore();
+    await store.close();
+    const app = express();
+    app.use(expressSessions(createSessions({ store })));
+    app.get("/", async (req, res) => {
+      const session = await sessionOf(req);
+      res.json(session.keys());
+    });
+    const host = await serve(app);
+    const previous = process.env.NODE_ENV;
+    process.env.NODE_ENV = "test";
+    try {
+      const answer = await send(`http://${host}`, "GET", "/", { cookie: `sid=${issueToken().token}` });
+      expect(answer.status).toBe(503);
+    } finally {
+      process.env.NODE_ENV = previous;
+    }
+  });
+
+  it("a store outage met by update() inside an express route answers 503, not 500", async () => {
+    const store = new MemoryStore();
+    const sessions = createSessions<{ n: number }>({ store });
+    const seeded = sessions.create({ attributes: { n: 1 } });
+    await seeded.save();
+    const app = express();
+    app.use(expressSessions(sessions));
+    app.post("/", async (req, res) => {
+      const session = await sessionOf<{ n: number }>(req);
+      await store.close();
+      await session.update("n", (n) => (n ?? 0) + 1);
+      res.json({ ok: true });
+    });
+    const host = await serve(app);
+    const previous = process.env.NODE_ENV;
+    process.env.NODE_ENV = "test";
+    try {
+      const answer = await send(`http://${host}`, "POST", "/", { cookie: `sid=${seeded.token}` });
+      expect(answer.status).toBe(503);
+    } finally {
+      process.env.NODE_ENV = previous;
+    }
+  });
+
+  it("sessionOf without the middleware says so", () => {
+    expect(() => sessionOf({} as express.Request)).toThrow(/sessionMiddleware/);
+  });
+});
+
+function openssl(): boolean {
+  try {
+    execFileSync("openssl", ["version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe.skipIf(!openssl())("over real TLS (self-signed certificate made at test time)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stowage-tls-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const tls = () => {
+    const key = join(dir, "key.pem");
+    const cert = join(dir, "cert.pem");
+    execFileSync(
+      "openssl",
+      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"].concat([
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+      ]),
+      { stdio: "ignore" },
+    );
+    return { key: readFileSync(key), cert: readFileSync(cert) };
+  };
+
+  function get(host: string, path: string, cookie?: string): Promise<{ setCookies: string[]; body: string }> {
+    const [hostname, port] = host.split(":");
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(
+        // The certificate is our own, made a moment ago, on loopback.
+        { hostname, port, path, method: "GET", rejectUnauthorized: false, headers: cookie ? { cookie } : {} },
+        (res) => {
+          let body = "";
+          res.setEncoding("utf8").on("data", (chunk: string) => {
+            body += chunk;
+          });
+          res.on("end", () => resolve({ setCookies: res.headers["set-cookie"] ?? [], body }));
+        },
+      );
+      req.on("error", reject).end();
+    });
+  }
+
+  it("node:http and hono (through @hono/node-server) set __Host-sid; Secure on a TLS socket", async () => {
+    const options = tls();
+    const sessions = createSessions();
+    const nodeHost = await serve(
+      () => {},
+      createTlsServer(
+        options,
+        withSessions(sessions, async (_req, res, lazy) => {
+          const s = await lazy;
+          s.set("n", ((s.get("n") as number | undefined) ?? 0) + 1);
+          res.end(String(s.get("n")));
+        }),
+      ),
+    );
+    const app = new Hono<{ Variables: SessionVariables }>();
+    app.use(honoSessions(sessions));
+    app.get("/", async (c) => {
+      const s = await c.get("session");
+      s.set("n", ((s.get("n") as number | undefined) ?? 0) + 1);
+      return c.text(String(s.get("n")));
+    });
+    const honoHost = await serve(() => {}, createTlsServer(options, getRequestListener(app.fetch)));
+    for (const host of [nodeHost, honoHost]) {
+      const first = await get(host, "/");
+      expect(first.body).toBe("1");
+      const cookie = cookieOf(first.setCookies[0]!);
+      expect(cookie).toMatchObject({ name: "__Host-sid", secure: true, path: "/", httpOnly: true });
+      expect(cookie.domain).toBeUndefined();
+      const second = await get(host, "/", `__Host-sid=${cookie.value}`);
+      expect(second.body).toBe("2");
+      expect(second.setCookies).toEqual([]);
+    }
+  });
+});
