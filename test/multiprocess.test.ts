@@ -30,6 +30,58 @@ async function fourByHundred(url: string, scope?: string): Promise<void> {
   }
 }
 
+/** `end()` in a child process must reach an `ended` listener here within 1 s. */
+async function endSeenAcross(url: string, scope?: string): Promise<void> {
+  const options =
+    scope === undefined ? {} : url.startsWith("postgres") ? { table: scope } : { prefix: scope };
+  const sessions = createSessions({ store: await openStore(url, options) });
+  try {
+    const seen: { id: string; remote?: boolean; at: number }[] = [];
+    sessions.on("ended", (event) => seen.push({ ...event, at: Date.now() }));
+    const session = sessions.create({ attributes: { a: 1 } });
+    await session.save();
+    // Subscribing is asynchronous (LISTEN, SUBSCRIBE); give it its round trip before the child starts.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const out = await runTs("test/workers/end-worker.ts", [url, session.id, ...(scope ? [scope] : [])]);
+    const acknowledged = Date.now();
+    expect(JSON.parse(out).ended).toBe(true);
+    await expect.poll(() => seen.length, { timeout: 1000, interval: 10 }).toBe(1);
+    expect(seen[0]).toMatchObject({ id: session.id, remote: true });
+    expect(seen[0]!.at - acknowledged).toBeLessThan(1000);
+    expect(await sessions.load(session.token)).toBeNull();
+  } finally {
+    await sessions.close();
+  }
+}
+
+describe("end() in one process is seen by an ended listener in another", () => {
+  it("Redis", () => endSeenAcross("redis://127.0.0.1:6379", `stowage-ev-${newId()}:`), 60_000);
+  it("PostgreSQL", async () => {
+    const table = `stowage_ev_${newId()
+      .replace(/[^A-Za-z0-9]/g, "")
+      .toLowerCase()
+      .slice(0, 12)}`;
+    try {
+      await endSeenAcross("postgres://postgres@127.0.0.1:5432/test", table);
+    } finally {
+      await dropTables(table);
+    }
+  }, 60_000);
+  it("SQLite (events table polled)", () => endSeenAcross(`sqlite:${join(dir, "ev.db")}`), 60_000);
+});
+
+async function dropTables(prefix: string): Promise<void> {
+  const { default: pg } = await import("pg");
+  const client = new pg.Client("postgres://postgres@127.0.0.1:5432/test");
+  await client.connect();
+  const tables = await client.query<{ tablename: string }>(
+    "select tablename from pg_tables where tablename like $1",
+    [`${prefix}%`],
+  );
+  for (const { tablename } of tables.rows) await client.query(`drop table if exists "${tablename}" cascade`);
+  await client.end();
+}
+
 describe("4 processes × 100 parallel update() of one key", () => {
   it("SQLite (one file)", async () => {
     await fourByHundred(`sqlite:${join(dir, "mp.db")}`);

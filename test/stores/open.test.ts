@@ -1,0 +1,79 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { newId } from "../../src/core/tokens.js";
+import { openStore } from "../../src/stores/open.js";
+import { expectCode, makeRecord } from "../conformance/helpers.js";
+import { startRedisCluster } from "../helpers/redis-cluster.js";
+
+const dir = mkdtempSync(join(tmpdir(), "stowage-open-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Opens a URL and proves the store it gives really works: a record goes in and comes back. */
+async function roundTrip(url: string, expectedName: string, options = {}): Promise<void> {
+  const store = await openStore(url, options);
+  try {
+    expect(store.name).toBe(expectedName);
+    const record = makeRecord({ attributes: { url: expectedName } });
+    await store.insert(record);
+    expect((await store.get(record.id))?.attributes).toEqual({ url: expectedName });
+    await store.delete(record.id);
+  } finally {
+    await store.close();
+  }
+}
+
+describe("openStore", () => {
+  it("opens memory:", () => roundTrip("memory:", "memory"));
+  it("opens sqlite:PATH", () => roundTrip(`sqlite:${join(dir, "a.db")}`, "sqlite"));
+  it("opens redis://", () => roundTrip("redis://127.0.0.1:6379", "redis", { prefix: `open-${newId()}:` }));
+  it("opens postgres:// and postgresql://", async () => {
+    const table = `stowage_open_${newId()
+      .replace(/[^a-z0-9]/gi, "")
+      .toLowerCase()
+      .slice(0, 10)}`;
+    await roundTrip("postgres://postgres@127.0.0.1:5432/test", "postgres", { table });
+    await roundTrip("postgresql://postgres@127.0.0.1:5432/test", "postgres", { table });
+    const { default: pg } = await import("pg");
+    const client = new pg.Client("postgres://postgres@127.0.0.1:5432/test");
+    await client.connect();
+    const tables = await client.query<{ tablename: string }>(
+      "select tablename from pg_tables where tablename like $1",
+      [`${table}%`],
+    );
+    for (const { tablename } of tables.rows)
+      await client.query(`drop table if exists "${tablename}" cascade`);
+    await client.end();
+  });
+  it("opens redis+cluster://h:p,h:p", async () => {
+    const cluster = await startRedisCluster(3);
+    try {
+      await roundTrip(`redis+cluster://${cluster.seeds}`, "redis", { prefix: `open-${newId()}:` });
+    } finally {
+      await cluster.stop();
+    }
+  }, 120_000);
+
+  it.each([
+    ["", /no scheme/],
+    ["sessions.db", /no scheme/],
+    ["mysql://root@localhost/db", /unknown store scheme "mysql:"/],
+    ["memory:somewhere", /memory: takes no address/],
+    ["sqlite:", /sqlite: needs a file path/],
+    ["redis:", /redis: needs a host/],
+    ["redis+cluster://", /each node must be host:port/],
+    ["redis+cluster://h1:7000,h2", /each node must be host:port/],
+    ["redis+cluster://h1:99999", /each node must be host:port/],
+    ["postgres:db", /postgres: needs a host/],
+  ])("refuses %j with CONFIG_INVALID saying what was expected", async (url, reason) => {
+    const error = await expectCode(openStore(url), "CONFIG_INVALID");
+    expect(error.message).toMatch(reason);
+    expect(error.message).toMatch(/expected memory:, sqlite:PATH, redis:\/\/host:port/);
+  });
+
+  it("never echoes the URL, which may hold a password", async () => {
+    const error = await expectCode(openStore("mongodb://admin:hunter2@db/x"), "CONFIG_INVALID");
+    expect(error.message).not.toContain("hunter2");
+  });
+});
