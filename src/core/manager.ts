@@ -11,10 +11,12 @@ import {
   type AcquireOptions,
   CSRF_KEY,
   forgetSizes,
+  renew,
   Session,
   type SessionHost,
   type SessionLease,
   type SessionState,
+  sessionState,
   state,
 } from "./session.js";
 import { issueToken, parseToken, verifySecret } from "./tokens.js";
@@ -160,41 +162,29 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   create(init: CreateInit<A> = {}): Session<A> {
     const issued = issueToken();
     const now = this.#clock.now();
-    const session = new Session<A>(this.#host, {
-      id: issued.id,
-      token: issued.token,
-      verifier: issued.verifier,
-      secret: issued.token.slice(issued.id.length + 1),
-      storedId: undefined,
-      dirty: false,
-      version: 0,
-      createdAt: now,
-      rotatedAt: now,
-      expiresAt: now + this.ttl,
-      idleExpiresAt: now + this.idleTimeout,
-      userId: undefined,
-      level: 0,
-      loginType: "unspecified",
-      lastLoginAt: undefined,
-      language: undefined,
-      channel: undefined,
-      attributes: {},
-      pendingSet: new Map(),
-      pendingUnset: new Set(),
-      meta: {},
-      regenerate: undefined,
-      dropId: undefined,
-      ended: false,
-      sizes: undefined,
-      totalBytes: 0,
-      commits: 0,
-      newAt: 0,
-      loginAt: undefined,
-      oldId: undefined,
-      oldIdAt: undefined,
-      lease: undefined,
-      committing: undefined,
-    });
+    const session = new Session<A>(
+      this.#host,
+      sessionState({
+        id: issued.id,
+        token: issued.token,
+        verifier: issued.verifier,
+        secret: issued.token.slice(issued.id.length + 1),
+        storedId: undefined,
+        version: 0,
+        createdAt: now,
+        rotatedAt: now,
+        expiresAt: now + this.ttl,
+        idleExpiresAt: now + this.idleTimeout,
+        userId: undefined,
+        level: 0,
+        loginType: "unspecified",
+        lastLoginAt: undefined,
+        language: undefined,
+        channel: undefined,
+        attributes: {},
+        newAt: 0,
+      }),
+    );
     if (init.language !== undefined) session.setLanguage(init.language);
     for (const [key, value] of Object.entries(init.attributes ?? {})) {
       session.set(key as keyof A & string, value as A[keyof A & string]);
@@ -378,14 +368,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     if (this.#rotatedElsewhere(fresh)) return this.#keepToken(s, fresh);
     const { id, token, verifier, secret, oldId, oldIdAt } = s;
     const previous: KeptToken = { id, token, verifier, secret, oldId, oldIdAt };
-    const issued = issueToken();
-    s.oldId = s.id;
-    s.oldIdAt = s.commits;
-    s.id = issued.id;
-    s.token = issued.token;
-    s.verifier = issued.verifier;
-    s.secret = issued.token.slice(issued.id.length + 1);
-    s.regenerate = { reason: "rotation", graceMs: this.#rotationGraceMs };
+    renew(s, "rotation", this.#rotationGraceMs);
     return this.#rename(s, fresh, previous);
   }
 
@@ -579,13 +562,12 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
 }
 
 function fromRecord(record: StoredRecord, token: string, secret: string): SessionState {
-  return {
+  return sessionState({
     id: record.id,
     token,
     verifier: record.via ? record.via.verifier : record.verifier,
     secret,
     storedId: record.id,
-    dirty: false,
     version: record.version,
     createdAt: record.createdAt,
     rotatedAt: record.rotatedAt,
@@ -598,22 +580,8 @@ function fromRecord(record: StoredRecord, token: string, secret: string): Sessio
     language: record.language,
     channel: record.channel,
     attributes: record.attributes,
-    pendingSet: new Map(),
-    pendingUnset: new Set(),
-    meta: {},
-    regenerate: undefined,
-    dropId: undefined,
-    ended: false,
-    sizes: undefined,
-    totalBytes: 0,
-    commits: 0,
     newAt: undefined,
-    loginAt: undefined,
-    oldId: undefined,
-    oldIdAt: undefined,
-    lease: undefined,
-    committing: undefined,
-  };
+  });
 }
 
 function toRecord(s: SessionState): SessionRecord {

@@ -3,7 +3,7 @@ import { StowageError } from "./errors.js";
 import { attributeBytes as byteSize, serializeJson } from "./json.js";
 import type { KeyRing } from "./keyring.js";
 import type { Attributes, JsonValue, LoginType, MetaPatch, SessionRecord } from "./record.js";
-import { issueToken } from "./tokens.js";
+import { type IssuedToken, issueToken } from "./tokens.js";
 
 /** Attribute key that holds the CSRF secret; hidden from `get`/`keys` and refused at `set`. */
 export const CSRF_KEY = "$stowage.csrf";
@@ -258,15 +258,11 @@ export class Session<A extends object = Attributes> {
   logout(): this {
     const s = this.#writable();
     if (s.storedId !== undefined) s.dropId = s.storedId;
-    const fresh = issueToken();
     const now = this.#host.now();
     s.oldId = s.id;
     s.oldIdAt = s.commits;
+    adopt(s, issueToken());
     Object.assign(s, {
-      id: fresh.id,
-      token: fresh.token,
-      verifier: fresh.verifier,
-      secret: fresh.token.slice(fresh.id.length + 1),
       storedId: undefined,
       dirty: false,
       version: 0,
@@ -437,19 +433,84 @@ export class Session<A extends object = Attributes> {
  * Gives the session its next id and token at once, so an adapter can set the cookie before the response
  * goes out; the commit renames the stored record to it. A second call before the commit keeps the token.
  */
-function renew(s: SessionState, reason: RegenerateReason, graceMs: number): void {
+export function renew(s: SessionState, reason: RegenerateReason, graceMs: number): void {
   if (s.regenerate) {
     s.regenerate = reason === "login" ? { reason, graceMs: 0 } : s.regenerate;
     return;
   }
-  const fresh = issueToken();
   s.oldId = s.id;
   s.oldIdAt = s.commits;
-  s.id = fresh.id;
-  s.token = fresh.token;
-  s.verifier = fresh.verifier;
-  s.secret = fresh.token.slice(fresh.id.length + 1);
+  adopt(s, issueToken());
   s.regenerate = { reason, graceMs };
+}
+
+function adopt(s: SessionState, issued: IssuedToken): void {
+  s.id = issued.id;
+  s.token = issued.token;
+  s.verifier = issued.verifier;
+  s.secret = issued.token.slice(issued.id.length + 1);
+}
+
+/** What differs between a blank new session's state and a loaded one's; the rest starts the same. */
+export type StateSeed = Pick<
+  SessionState,
+  | "id"
+  | "token"
+  | "verifier"
+  | "secret"
+  | "storedId"
+  | "version"
+  | "createdAt"
+  | "rotatedAt"
+  | "expiresAt"
+  | "idleExpiresAt"
+  | "userId"
+  | "level"
+  | "loginType"
+  | "lastLoginAt"
+  | "language"
+  | "channel"
+  | "attributes"
+  | "newAt"
+>;
+
+/** A session's state from its seed, with nothing pending. */
+export function sessionState(seed: StateSeed): SessionState {
+  return {
+    id: seed.id,
+    token: seed.token,
+    verifier: seed.verifier,
+    secret: seed.secret,
+    storedId: seed.storedId,
+    dirty: false,
+    version: seed.version,
+    createdAt: seed.createdAt,
+    rotatedAt: seed.rotatedAt,
+    expiresAt: seed.expiresAt,
+    idleExpiresAt: seed.idleExpiresAt,
+    userId: seed.userId,
+    level: seed.level,
+    loginType: seed.loginType,
+    lastLoginAt: seed.lastLoginAt,
+    language: seed.language,
+    channel: seed.channel,
+    attributes: seed.attributes,
+    pendingSet: new Map(),
+    pendingUnset: new Set(),
+    meta: {},
+    regenerate: undefined,
+    dropId: undefined,
+    ended: false,
+    sizes: undefined,
+    totalBytes: 0,
+    commits: 0,
+    newAt: seed.newAt,
+    loginAt: undefined,
+    oldId: undefined,
+    oldIdAt: undefined,
+    lease: undefined,
+    committing: undefined,
+  };
 }
 
 /** Throws INVALID_VALUE unless `level` is an integer from 0 to 255. */
