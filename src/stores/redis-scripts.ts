@@ -30,11 +30,14 @@ local function hdelFrom(key, from, to)
     i = j + 1
   end
 end
-local function expireAtMin(key)
-  local t = redis.call('HMGET', key, 'exp', 'idle')
-  local e, i = tonumber(t[1]), tonumber(t[2])
+local function expireAt(key, exp, idle)
+  local e, i = tonumber(exp), tonumber(idle)
   if i and (not e or i < e) then e = i end
   if e then redis.call('PEXPIREAT', key, string.format('%d', math.ceil(e))) end
+end
+local function expireAtMin(key)
+  local t = redis.call('HMGET', key, 'exp', 'idle')
+  expireAt(key, t[1], t[2])
 end
 local function renaming(key, now)
   local m = redis.call('HMGET', key, 'ren', 'renu')
@@ -66,22 +69,23 @@ return 1
  * then fields to delete. Returns {0, version, old user, new user, exp} ('=' marks a user), {1} when the
  * record is missing (or an alias), {2} on a version conflict or while a rename holds the record.
  * A rename mark past its deadline is void: the commit clears it, which makes that rename fail.
+ * The hottest write, so one HMGET reads what the checks need and one what the reply and the TTL need:
+ * a one-key commit makes five redis.call.
  */
 export const COMMIT = script(`
 local key = KEYS[1]
-local v = redis.call('HGET', key, 'v')
-if not v then return {1} end
-if renaming(key, ARGV[2]) then return {2} end
-if ARGV[1] ~= '' and ARGV[1] ~= v then return {2} end
-redis.call('HDEL', key, 'ren', 'renu')
-local before = redis.call('HGET', key, 'user')
+local m = redis.call('HMGET', key, 'v', 'ren', 'renu', 'user')
+if not m[1] then return {1} end
+if m[2] and tonumber(m[3]) > tonumber(ARGV[2]) then return {2} end
+if ARGV[1] ~= '' and ARGV[1] ~= m[1] then return {2} end
+if m[2] then redis.call('HDEL', key, 'ren', 'renu') end
 local last = 4 + tonumber(ARGV[4])
 hsetFrom(key, 5, last)
 hdelFrom(key, last + 1, #ARGV)
 local version = redis.call('HINCRBY', key, 'v', 1)
-if ARGV[3] == '1' then expireAtMin(key) end
-local h = redis.call('HMGET', key, 'user', 'exp')
-return {0, version, tagged(before), tagged(h[1]), h[2] or ''}
+local h = redis.call('HMGET', key, 'user', 'exp', 'idle')
+if ARGV[3] == '1' then expireAt(key, h[2], h[3]) end
+return {0, version, tagged(m[4]), tagged(h[1]), h[2] or ''}
 `);
 
 /** KEYS: hash. ARGV: idleExpiresAt. Moves the idle expiry and the native TTL; no version bump. */

@@ -160,6 +160,19 @@ describe("writes", () => {
     expect(again!.has("big")).toBe(false);
   });
 
+  it("refuses a loaded session's first write that grows an existing key past the limit", async () => {
+    const sessions = make({ maxAttributesBytes: 1024 });
+    const s = sessions.create({ attributes: { a: "x".repeat(400), b: "y".repeat(400) } });
+    await s.save();
+    const loaded = (await sessions.load(s.token))!;
+    loaded.set("a", "small");
+    const again = (await sessions.load(s.token))!;
+    expect(() => again.set("a", "z".repeat(700))).toThrowError(
+      expect.objectContaining({ code: "ATTRIBUTES_TOO_LARGE" }),
+    );
+    expect(again.get("a")).toBe("x".repeat(400));
+  });
+
   it("does not write a new session that holds nothing, nor an unchanged one", async () => {
     const counted = countingStore(new MemoryStore());
     const sessions = make({ store: counted.store });
