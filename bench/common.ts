@@ -1,0 +1,32 @@
+import { randomBytes } from "node:crypto";
+import type session from "express-session";
+import type { Attributes } from "../src/index.js";
+import type { Rate } from "./report.js";
+
+/** express-session persists the session together with its cookie; this is that shape. */
+export function expressSessionData(attributes: Attributes): session.SessionData & Attributes {
+  const maxAge = 14 * 86_400_000;
+  return {
+    cookie: {
+      originalMaxAge: maxAge,
+      expires: new Date(Date.now() + maxAge).toISOString(),
+      secure: false,
+      httpOnly: true,
+      path: "/",
+      sameSite: "lax",
+    },
+    ...attributes,
+  } as unknown as session.SessionData & Attributes;
+}
+
+/** express-session's own id: uid-safe's 24 random bytes, base64url. */
+export function expressSessionId(): string {
+  return randomBytes(24).toString("base64url");
+}
+
+/** The figure `name` from a `measure` result, labelled for the table. */
+export function rate(label: string, figures: Map<string, number>, name: string): Rate {
+  const perSecond = figures.get(name);
+  if (perSecond === undefined) throw new Error(`no figure for ${name}`);
+  return { label, perSecond };
+}

@@ -1,0 +1,185 @@
+// One HTTP server of the HTTP bench, run in a child process so that the load generator (autocannon, in
+// the parent) and the server each have a core. Started by bench/http.ts with the scenario name and a key
+// prefix; it reports its port over IPC and cleans up its Redis keys when told to close.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { RedisStore as ConnectRedisStore } from "connect-redis";
+import express, { type Request, type Response } from "express";
+import session from "express-session";
+import { Redis } from "ioredis";
+import { createClient } from "redis";
+import { sessionMiddleware, sessionOf } from "../src/http/express.js";
+import { withSessions } from "../src/http/node.js";
+import type { Session } from "../src/index.js";
+import { type Attributes, createSessions, MemoryStore, type Sessions } from "../src/index.js";
+import { RedisStore } from "../src/stores/redis.js";
+import { oneKbAttributes } from "./fixtures.js";
+
+/** Every server the bench can start. */
+const SCENARIOS = [
+  "node-plain",
+  "node-stowage",
+  "express-session",
+  "express-stowage",
+  "express-session-redis",
+  "express-stowage-redis",
+] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+const REDIS_URL = process.env.STOWAGE_BENCH_REDIS ?? "redis://127.0.0.1:6379";
+const SECRET = "bench secret, not a real one";
+
+interface Started {
+  server: Server;
+  cleanup: () => Promise<void>;
+}
+
+function keyOf(url: string | undefined): string {
+  return `k${new URL(url ?? "/", "http://x").searchParams.get("k") ?? ""}`;
+}
+
+function countKeys(keys: string[]): number {
+  return keys.filter((k) => /^k\d+$/.test(k)).length;
+}
+
+/** The request's work on a stowage session; the same for node:http and express. */
+async function stowageRoute(url: string | undefined, s: Session): Promise<string> {
+  const path = (url ?? "/").split("?")[0];
+  switch (path) {
+    case "/login":
+      for (const [k, v] of Object.entries(oneKbAttributes())) s.set(k, v);
+      return "ok";
+    case "/update":
+      return String(await s.update("counter", (n) => ((n as number | undefined) ?? 0) + 1));
+    case "/key":
+      s.set(keyOf(url), true);
+      return "ok";
+    case "/read":
+      return JSON.stringify({ counter: s.get("counter") ?? 0, keys: countKeys(s.keys()) });
+    default: {
+      const n = ((s.get("counter") as number | undefined) ?? 0) + 1;
+      s.set("counter", n);
+      return String(n);
+    }
+  }
+}
+
+/** The same work on an express-session session. */
+function expressSessionRoute(url: string | undefined, s: Attributes): string {
+  const path = (url ?? "/").split("?")[0];
+  switch (path) {
+    case "/login":
+      Object.assign(s, oneKbAttributes());
+      return "ok";
+    case "/key":
+      s[keyOf(url)] = true;
+      return "ok";
+    case "/read":
+      return JSON.stringify({ counter: s.counter ?? 0, keys: countKeys(Object.keys(s)) });
+    default: {
+      // "/" and "/update": express-session has no atomic update, so both are a plain read-modify-write.
+      const n = ((s.counter as number | undefined) ?? 0) + 1;
+      s.counter = n;
+      return String(n);
+    }
+  }
+}
+
+function expressStowage(sessions: Sessions): express.Express {
+  const app = express();
+  app.use(sessionMiddleware(sessions));
+  app.get(/.*/, async (req: Request, res: Response) => {
+    res.send(await stowageRoute(req.url, await sessionOf(req)));
+  });
+  return app;
+}
+
+function expressWithSession(store: session.Store): express.Express {
+  const app = express();
+  app.use(session({ secret: SECRET, resave: false, saveUninitialized: false, store }));
+  app.get(/.*/, (req: Request, res: Response) => {
+    res.send(expressSessionRoute(req.url, req.session as unknown as Attributes));
+  });
+  return app;
+}
+
+async function dropPrefix(prefix: string): Promise<void> {
+  const client = new Redis(REDIS_URL);
+  let cursor = "0";
+  do {
+    const [next, keys] = await client.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+    if (keys.length > 0) await client.del(...keys);
+    cursor = next;
+  } while (cursor !== "0");
+  client.disconnect();
+}
+
+async function start(scenario: Scenario, prefix: string): Promise<Started> {
+  const nothing = async (): Promise<void> => {};
+  switch (scenario) {
+    case "node-plain": {
+      let counter = 0;
+      const handler = (_req: IncomingMessage, res: ServerResponse): void => {
+        counter++;
+        res.end(String(counter));
+      };
+      return { server: createServer(handler), cleanup: nothing };
+    }
+    case "node-stowage": {
+      const sessions = createSessions({ store: new MemoryStore() });
+      const handler = withSessions(sessions, async (req, res, lazy) => {
+        res.end(await stowageRoute(req.url, await lazy));
+      });
+      return { server: createServer(handler), cleanup: () => sessions.close() };
+    }
+    case "express-session":
+      return { server: createServer(expressWithSession(new session.MemoryStore())), cleanup: nothing };
+    case "express-stowage": {
+      const sessions = createSessions({ store: new MemoryStore() });
+      return { server: createServer(expressStowage(sessions)), cleanup: () => sessions.close() };
+    }
+    case "express-session-redis": {
+      const client = createClient({ url: REDIS_URL });
+      client.on("error", () => undefined);
+      await client.connect();
+      const store = new ConnectRedisStore({ client, prefix });
+      return {
+        server: createServer(expressWithSession(store)),
+        cleanup: async () => {
+          await dropPrefix(prefix);
+          await client.quit();
+        },
+      };
+    }
+    case "express-stowage-redis": {
+      const sessions = createSessions({ store: new RedisStore({ url: REDIS_URL, prefix }) });
+      return {
+        server: createServer(expressStowage(sessions)),
+        cleanup: async () => {
+          await dropPrefix(prefix);
+          await sessions.close();
+        },
+      };
+    }
+  }
+}
+
+const scenario = process.argv[2] as Scenario;
+const prefix = process.argv[3] ?? "stowage-bench-http:";
+if (!SCENARIOS.includes(scenario) || !process.send) {
+  console.error(`usage: forked by bench/http.ts with one of ${SCENARIOS.join(", ")}`);
+  process.exit(2);
+}
+const { server, cleanup } = await start(scenario, prefix);
+server.keepAliveTimeout = 60_000;
+server.listen(0, "127.0.0.1", () => {
+  const address = server.address();
+  process.send?.({ port: typeof address === "object" && address ? address.port : 0 });
+});
+process.on("message", (message) => {
+  if (message !== "close") return;
+  server.closeAllConnections();
+  server.close();
+  cleanup()
+    .catch(() => undefined)
+    .finally(() => process.exit(0));
+});
