@@ -4,6 +4,8 @@ import type { SessionRecord } from "../../src/core/record.js";
 import { newId } from "../../src/core/tokens.js";
 import type { SessionStore } from "../../src/stores/types.js";
 
+export { incrementLoop } from "../helpers/increment.js";
+
 /** A getter for the store under test (created in a beforeAll, so groups read it lazily). */
 export type StoreGetter = () => SessionStore;
 
@@ -60,26 +62,6 @@ export async function waitFor<T>(fn: () => T | Promise<T>, ms = 2000, label = "c
     if (value) return value;
     if (Date.now() >= deadline) throw new Error(`waitFor: ${label} not met within ${ms} ms`);
     await sleep(10);
-  }
-}
-
-/**
- * The read-modify-write loop a session's `update` performs: read, commit with ifVersion, retry on
- * VERSION_CONFLICT after a short random pause. Returns how many attempts it took.
- */
-export async function incrementLoop(store: SessionStore, id: string, key: string): Promise<number> {
-  for (let attempt = 1; ; attempt++) {
-    const record = await store.get(id);
-    if (!record) throw new Error("record vanished during the update loop");
-    const current = record.attributes[key];
-    const n = typeof current === "number" ? current : 0;
-    try {
-      await store.commit(id, { set: { [key]: n + 1 } }, { ifVersion: record.version });
-      return attempt;
-    } catch (error) {
-      if (!(error instanceof StowageError) || error.code !== "VERSION_CONFLICT") throw error;
-      await sleep(Math.random() * Math.min(20, attempt));
-    }
   }
 }
 

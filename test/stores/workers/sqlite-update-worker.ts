@@ -3,8 +3,8 @@
 // Waits until the wall clock reaches startAt (so sibling processes contend for real), then runs n concurrent
 // read-modify-write increments of attribute `count` on one record, each retrying on VERSION_CONFLICT after
 // a jittered pause, then prints a JSON summary and exits 0.
-import { isStowageError } from "../../../src/core/errors.js";
 import { SqliteStore } from "../../../src/stores/sqlite.js";
+import { incrementLoop } from "../../helpers/increment.js";
 
 const [path, id, countArg, startAt] = process.argv.slice(2);
 if (!path || !id) throw new Error("usage: sqlite-update-worker.ts <path> <id> <n>");
@@ -15,25 +15,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 await store.get(id);
 await sleep(Number(startAt ?? 0) - Date.now());
 
-async function increment(): Promise<number> {
-  for (let attempt = 1; ; attempt++) {
-    const record = await store.get(id!);
-    if (!record) throw new Error("record vanished");
-    const current = record.attributes.count;
-    const next = (typeof current === "number" ? current : 0) + 1;
-    try {
-      await store.commit(id!, { set: { count: next } }, { ifVersion: record.version });
-      return attempt;
-    } catch (error) {
-      if (!isStowageError(error, "VERSION_CONFLICT")) throw error;
-      // Full jitter with a growing cap spreads the 100 loops (and the other processes) apart.
-      await sleep(Math.random() * Math.min(50, 2 ** Math.min(attempt, 6)));
-    }
-  }
-}
-
 const started = Date.now();
-const attempts = await Promise.all(Array.from({ length: n }, increment));
+const attempts = await Promise.all(Array.from({ length: n }, () => incrementLoop(store, id, "count")));
 await store.close();
 const total = attempts.reduce((sum, a) => sum + a, 0);
 process.stdout.write(`${JSON.stringify({ updates: n, attempts: total, ms: Date.now() - started })}\n`);
