@@ -6,6 +6,7 @@ import { newId } from "../src/core/tokens.js";
 import { createSessions, openStore } from "../src/index.js";
 import { runTs } from "./helpers/processes.js";
 import { startRedisCluster } from "./helpers/redis-cluster.js";
+import { dropStoreTables, POSTGRES_URL, uniqueTable } from "./stores/postgres-support.js";
 
 const WORKER = "test/workers/update-worker.ts";
 const dir = mkdtempSync(join(tmpdir(), "stowage-mp-"));
@@ -54,33 +55,24 @@ async function endSeenAcross(url: string, scope?: string): Promise<void> {
   }
 }
 
+/** Runs `fn` on a fresh PostgresStore table name and drops what the store made there afterwards. */
+async function withTable(label: string, fn: (table: string) => Promise<void>): Promise<void> {
+  const table = uniqueTable(label);
+  try {
+    await fn(table);
+  } finally {
+    const { default: pg } = await import("pg");
+    const pool = new pg.Pool({ connectionString: POSTGRES_URL });
+    await dropStoreTables(pool, table);
+    await pool.end();
+  }
+}
+
 describe("end() in one process is seen by an ended listener in another", () => {
   it("Redis", () => endSeenAcross("redis://127.0.0.1:6379", `stowage-ev-${newId()}:`), 60_000);
-  it("PostgreSQL", async () => {
-    const table = `stowage_ev_${newId()
-      .replace(/[^A-Za-z0-9]/g, "")
-      .toLowerCase()
-      .slice(0, 12)}`;
-    try {
-      await endSeenAcross("postgres://postgres@127.0.0.1:5432/test", table);
-    } finally {
-      await dropTables(table);
-    }
-  }, 60_000);
+  it("PostgreSQL", () => withTable("ev", (table) => endSeenAcross(POSTGRES_URL, table)), 60_000);
   it("SQLite (events table polled)", () => endSeenAcross(`sqlite:${join(dir, "ev.db")}`), 60_000);
 });
-
-async function dropTables(prefix: string): Promise<void> {
-  const { default: pg } = await import("pg");
-  const client = new pg.Client("postgres://postgres@127.0.0.1:5432/test");
-  await client.connect();
-  const tables = await client.query<{ tablename: string }>(
-    "select tablename from pg_tables where tablename like $1",
-    [`${prefix}%`],
-  );
-  for (const { tablename } of tables.rows) await client.query(`drop table if exists "${tablename}" cascade`);
-  await client.end();
-}
 
 describe("4 processes × 100 parallel update() of one key", () => {
   it("SQLite (one file)", async () => {
@@ -100,24 +92,5 @@ describe("4 processes × 100 parallel update() of one key", () => {
     }
   }, 180_000);
 
-  it("PostgreSQL", async () => {
-    const table = `stowage_mp_${newId()
-      .replace(/[^A-Za-z0-9]/g, "")
-      .toLowerCase()
-      .slice(0, 12)}`;
-    try {
-      await fourByHundred("postgres://postgres@127.0.0.1:5432/test", table);
-    } finally {
-      const { default: pg } = await import("pg");
-      const client = new pg.Client("postgres://postgres@127.0.0.1:5432/test");
-      await client.connect();
-      const tables = await client.query<{ tablename: string }>(
-        "select tablename from pg_tables where tablename like $1",
-        [`${table}%`],
-      );
-      for (const { tablename } of tables.rows)
-        await client.query(`drop table if exists "${tablename}" cascade`);
-      await client.end();
-    }
-  }, 120_000);
+  it("PostgreSQL", () => withTable("mp", (table) => fourByHundred(POSTGRES_URL, table)), 120_000);
 });

@@ -6,6 +6,7 @@ import { newId } from "../../src/core/tokens.js";
 import { openStore } from "../../src/stores/open.js";
 import { expectCode, makeRecord } from "../conformance/helpers.js";
 import { startRedisCluster } from "../helpers/redis-cluster.js";
+import { dropStoreTables, POSTGRES_URL, uniqueTable } from "./postgres-support.js";
 
 const dir = mkdtempSync(join(tmpdir(), "stowage-open-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -29,22 +30,16 @@ describe("openStore", () => {
   it("opens sqlite:PATH", () => roundTrip(`sqlite:${join(dir, "a.db")}`, "sqlite"));
   it("opens redis://", () => roundTrip("redis://127.0.0.1:6379", "redis", { prefix: `open-${newId()}:` }));
   it("opens postgres:// and postgresql://", async () => {
-    const table = `stowage_open_${newId()
-      .replace(/[^a-z0-9]/gi, "")
-      .toLowerCase()
-      .slice(0, 10)}`;
-    await roundTrip("postgres://postgres@127.0.0.1:5432/test", "postgres", { table });
-    await roundTrip("postgresql://postgres@127.0.0.1:5432/test", "postgres", { table });
-    const { default: pg } = await import("pg");
-    const client = new pg.Client("postgres://postgres@127.0.0.1:5432/test");
-    await client.connect();
-    const tables = await client.query<{ tablename: string }>(
-      "select tablename from pg_tables where tablename like $1",
-      [`${table}%`],
-    );
-    for (const { tablename } of tables.rows)
-      await client.query(`drop table if exists "${tablename}" cascade`);
-    await client.end();
+    const table = uniqueTable("open");
+    try {
+      await roundTrip(POSTGRES_URL, "postgres", { table });
+      await roundTrip(POSTGRES_URL.replace(/^postgres:/, "postgresql:"), "postgres", { table });
+    } finally {
+      const { default: pg } = await import("pg");
+      const pool = new pg.Pool({ connectionString: POSTGRES_URL });
+      await dropStoreTables(pool, table);
+      await pool.end();
+    }
   });
   it("opens redis+cluster://h:p,h:p", async () => {
     const cluster = await startRedisCluster(3);
