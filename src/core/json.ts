@@ -1,5 +1,5 @@
 import { StowageError } from "./errors.js";
-import type { JsonValue } from "./record.js";
+import type { Attributes, JsonValue } from "./record.js";
 
 /**
  * Serializes a value that must survive JSON round-trip unchanged, or throws INVALID_VALUE.
@@ -57,4 +57,34 @@ export function attributesBytes(attributes: Record<string, unknown>): number {
   let total = 0;
   for (const key of Object.keys(attributes)) total += attributeBytes(key, JSON.stringify(attributes[key]));
   return total;
+}
+
+/**
+ * Stores a key as a plain own property. A plain assignment of `__proto__` would replace the object's
+ * prototype instead, so that one key goes through defineProperty.
+ */
+export function setOwn(target: Record<string, JsonValue>, key: string, value: JsonValue): void {
+  if (key === "__proto__") {
+    Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  } else {
+    target[key] = value;
+  }
+}
+
+/** A deep copy of a JSON value; several times faster than structuredClone for session-sized data. */
+export function cloneJson(value: JsonValue): JsonValue {
+  if (typeof value !== "object" || value === null) return value;
+  if (Array.isArray(value)) {
+    const out: JsonValue[] = new Array(value.length);
+    for (let i = 0; i < value.length; i++) out[i] = cloneJson(value[i]!);
+    return out;
+  }
+  return cloneAttributes(value);
+}
+
+/** A deep copy of an attribute bag (or any JSON object). */
+export function cloneAttributes(source: Attributes): Attributes {
+  const out: Attributes = {};
+  for (const key of Object.keys(source)) setOwn(out, key, cloneJson(source[key]!));
+  return out;
 }

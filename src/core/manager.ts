@@ -4,13 +4,15 @@ import type { SessionDelta, SessionStore, StoredRecord, StoreEvent } from "../st
 import { type Clock, systemClock } from "./clock.js";
 import { isStowageError, StowageError } from "./errors.js";
 import { Emitter, type SessionEvents } from "./events.js";
-import { attributesBytes, serializeJson } from "./json.js";
+import { attributesBytes, serializeJson, setOwn } from "./json.js";
 import { KeyRing, type SealingKey } from "./keyring.js";
 import { type Attributes, expiryOf, type JsonValue, type LoginType, type SessionRecord } from "./record.js";
 import {
   type AcquireOptions,
+  adoptAttributes,
   CSRF_KEY,
   forgetSizes,
+  markOwned,
   renew,
   Session,
   type SessionHost,
@@ -116,6 +118,8 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   readonly #rotationGraceMs: number;
   readonly #clock: Clock;
   readonly #host: SessionHost;
+  /** The store's `peek`, bound, when it has one: loads then copy only the values a request reads. */
+  readonly #peek: ((id: string) => Promise<StoredRecord | undefined>) | undefined;
   readonly #origin = randomBytes(8).toString("base64url");
   readonly #stats: SessionStats = {
     created: 0,
@@ -134,6 +138,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   constructor(store: SessionStore, options: Omit<SessionsOptions, "store"> = {}) {
     super();
     this.store = store;
+    this.#peek = store.peek?.bind(store);
     this.ttl = positive("ttl", options.ttl, 14 * DAY);
     this.idleTimeout = positive("idleTimeout", options.idleTimeout, 30 * 60_000);
     this.#touchAfter = nonNegative("touchAfter", options.touchAfter, Math.min(this.idleTimeout / 10, 60_000));
@@ -182,6 +187,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
         language: undefined,
         channel: undefined,
         attributes: {},
+        borrowed: false,
         newAt: 0,
       }),
     );
@@ -202,7 +208,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       this.#stats.malformed++;
       return null;
     }
-    const record = await this.store.get(parsed.id);
+    const record = await (this.#peek ? this.#peek(parsed.id) : this.store.get(parsed.id));
     if (!record) {
       this.#stats.unknown++;
       return null;
@@ -224,7 +230,10 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     }
     this.#stats.loaded++;
     this.emit("loaded", { id: record.id });
-    return new Session<A>(this.#host, fromRecord(record, token as string, parsed.secret));
+    return new Session<A>(
+      this.#host,
+      fromRecord(record, token as string, parsed.secret, this.#peek !== undefined),
+    );
   }
 
   /**
@@ -332,17 +341,15 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     const now = this.#clock.now();
     if (s.regenerate) return this.#rename(s);
     if (rotate && this.#rotateEvery > 0 && now - s.rotatedAt >= this.#rotateEvery) return this.#rotate(s);
-    const delta = pendingDelta(s);
+    const idle = now + this.idleTimeout;
+    const delta = pendingDelta(s, idle);
     if (delta) {
-      const idle = now + this.idleTimeout;
-      delta.meta = { ...delta.meta, idleExpiresAt: idle };
       s.version = await this.#retarget(s, (id) => this.store.commit(id, delta));
       s.idleExpiresAt = idle;
       clearPending(s);
       return true;
     }
     if (now - (s.idleExpiresAt - this.idleTimeout) >= this.#touchAfter) {
-      const idle = now + this.idleTimeout;
       await this.#retarget(s, (id) => this.store.touch(id, idle));
       s.idleExpiresAt = idle;
       return true;
@@ -422,7 +429,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
         s.version = version;
         s.rotatedAt = now;
         s.idleExpiresAt = next.idleExpiresAt;
-        s.attributes = next.attributes;
+        adoptAttributes(s, next.attributes);
         s.regenerate = undefined;
         applyRecordMeta(s, next);
         forgetSizes(s);
@@ -472,6 +479,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       }
       s.idleExpiresAt = idle;
       s.attributes[key] = value;
+      if (s.borrowed) markOwned(s, key);
       s.pendingSet.delete(key);
       s.pendingUnset.delete(key);
       forgetSizes(s);
@@ -561,7 +569,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   }
 }
 
-function fromRecord(record: StoredRecord, token: string, secret: string): SessionState {
+function fromRecord(record: StoredRecord, token: string, secret: string, borrowed: boolean): SessionState {
   return sessionState({
     id: record.id,
     token,
@@ -580,6 +588,7 @@ function fromRecord(record: StoredRecord, token: string, secret: string): Sessio
     language: record.language,
     channel: record.channel,
     attributes: record.attributes,
+    borrowed,
     newAt: undefined,
   });
 }
@@ -629,14 +638,28 @@ function applyRecordMeta(s: SessionState, r: SessionRecord): void {
   s.expiresAt = r.expiresAt;
 }
 
-function pendingDelta(s: SessionState): SessionDelta | undefined {
-  const hasMeta = Object.keys(s.meta).length > 0;
-  if (s.pendingSet.size === 0 && s.pendingUnset.size === 0 && !hasMeta) return undefined;
-  const delta: SessionDelta = {};
-  if (s.pendingSet.size > 0) delta.set = Object.fromEntries(s.pendingSet);
-  if (s.pendingUnset.size > 0) delta.unset = [...s.pendingUnset];
-  if (hasMeta) delta.meta = { ...s.meta };
+/** The delta a commit writes, with the idle expiry moved to `idle`; undefined when nothing is pending. */
+function pendingDelta(s: SessionState, idle: number): SessionDelta | undefined {
+  const sets = s.pendingSet.size;
+  const unsets = s.pendingUnset.size;
+  const metaChanged = hasKeys(s.meta);
+  if (sets === 0 && unsets === 0 && !metaChanged) return undefined;
+  const delta: SessionDelta = {
+    meta: metaChanged ? { ...s.meta, idleExpiresAt: idle } : { idleExpiresAt: idle },
+  };
+  if (sets > 0) {
+    const set: Attributes = {};
+    for (const [key, value] of s.pendingSet) setOwn(set, key, value);
+    delta.set = set;
+  }
+  if (unsets > 0) delta.unset = [...s.pendingUnset];
   return delta;
+}
+
+/** True when a plain object has an own key; unlike Object.keys, builds no array. */
+function hasKeys(object: object): boolean {
+  for (const _ in object) return true;
+  return false;
 }
 
 function clearPending(s: SessionState): void {

@@ -1,6 +1,6 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { StowageError } from "./errors.js";
-import { attributeBytes as byteSize, serializeJson } from "./json.js";
+import { attributeBytes as byteSize, cloneJson, serializeJson, setOwn } from "./json.js";
 import type { KeyRing } from "./keyring.js";
 import type { Attributes, JsonValue, LoginType, MetaPatch, SessionRecord } from "./record.js";
 import { type IssuedToken, issueToken } from "./tokens.js";
@@ -75,6 +75,10 @@ export interface SessionState {
   language: string | undefined;
   channel: SessionRecord["channel"];
   attributes: Attributes;
+  /** Attribute values may be the store's own objects (loaded through `peek`): each is copied on first read. */
+  borrowed: boolean;
+  /** Keys whose values are this session's own although `borrowed` is set: copied, set or updated since. */
+  owned: Set<string> | undefined;
   pendingSet: Map<string, JsonValue>;
   pendingUnset: Set<string>;
   meta: MetaPatch;
@@ -173,8 +177,11 @@ export class Session<A extends object = Attributes> {
   /** The value of one attribute. The returned value is the session's own: change it through `set`. */
   get<K extends keyof A & string>(key: K): A[K] | undefined {
     if (key === CSRF_KEY) return undefined;
-    const value = this[state].attributes[key];
-    return value === undefined ? undefined : (value as A[K]);
+    const s = this[state];
+    const value = s.attributes[key];
+    if (value === undefined) return undefined;
+    if (s.borrowed && typeof value === "object" && value !== null) return ownValue(s, key, value) as A[K];
+    return value as A[K];
   }
 
   /** True when the attribute exists. */
@@ -221,7 +228,7 @@ export class Session<A extends object = Attributes> {
     if (key === CSRF_KEY) throw new StowageError("INVALID_VALUE", `attribute key "${CSRF_KEY}" is reserved`);
     const s = this.#writable();
     if (s.storedId === undefined) {
-      const next = fn(s.attributes[key] as A[K] | undefined);
+      const next = fn(this.get(key));
       this.#write(key, next);
       return next;
     }
@@ -274,6 +281,8 @@ export class Session<A extends object = Attributes> {
       lastLoginAt: undefined,
       channel: undefined,
       attributes: {},
+      borrowed: false,
+      owned: undefined,
       meta: {},
       regenerate: undefined,
       sizes: undefined,
@@ -383,8 +392,10 @@ export class Session<A extends object = Attributes> {
       s.totalBytes = total;
     }
     // Store a private copy so later mutation of the caller's object cannot change the session.
-    const copy = JSON.parse(json) as JsonValue;
-    s.attributes[key] = copy;
+    const copy =
+      typeof value === "object" && value !== null ? (JSON.parse(json) as JsonValue) : (value as JsonValue);
+    setOwn(s.attributes, key, copy);
+    if (s.borrowed && copy !== value) markOwned(s, key);
     s.pendingSet.set(key, copy);
     s.pendingUnset.delete(key);
     s.dirty = true;
@@ -471,6 +482,7 @@ export type StateSeed = Pick<
   | "language"
   | "channel"
   | "attributes"
+  | "borrowed"
   | "newAt"
 >;
 
@@ -495,6 +507,8 @@ export function sessionState(seed: StateSeed): SessionState {
     language: seed.language,
     channel: seed.channel,
     attributes: seed.attributes,
+    borrowed: seed.borrowed,
+    owned: undefined,
     pendingSet: new Map(),
     pendingUnset: new Set(),
     meta: {},
@@ -511,6 +525,28 @@ export function sessionState(seed: StateSeed): SessionState {
     lease: undefined,
     committing: undefined,
   };
+}
+
+/** The session's own copy of a borrowed attribute value, made once and kept in place of the shared one. */
+function ownValue(s: SessionState, key: string, value: JsonValue): JsonValue {
+  if (s.owned?.has(key)) return value;
+  const copy = cloneJson(value);
+  setOwn(s.attributes, key, copy);
+  markOwned(s, key);
+  return copy;
+}
+
+/** Records that `key` holds a value of the session's own, so reading it needs no copy. */
+export function markOwned(s: SessionState, key: string): void {
+  s.owned ??= new Set();
+  s.owned.add(key);
+}
+
+/** Gives the session a whole attribute bag of its own (after a rename read it back from the store). */
+export function adoptAttributes(s: SessionState, attributes: Attributes): void {
+  s.attributes = attributes;
+  s.borrowed = false;
+  s.owned = undefined;
 }
 
 /** Throws INVALID_VALUE unless `level` is an integer from 0 to 255. */

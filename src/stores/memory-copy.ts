@@ -1,40 +1,23 @@
-import type { Attributes, JsonValue, MetaPatch, SessionRecord } from "../core/record.js";
-
-/**
- * Stores a key as a plain own property. A plain assignment of `__proto__` would replace the object's
- * prototype instead, so that one key goes through defineProperty.
- */
-export function setOwn(target: Record<string, JsonValue>, key: string, value: JsonValue): void {
-  if (key === "__proto__") {
-    Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
-  } else {
-    target[key] = value;
-  }
-}
-
-/** A deep copy of a JSON value; several times faster than structuredClone for session-sized data. */
-export function cloneJson(value: JsonValue): JsonValue {
-  if (typeof value !== "object" || value === null) return value;
-  if (Array.isArray(value)) {
-    const out: JsonValue[] = new Array(value.length);
-    for (let i = 0; i < value.length; i++) out[i] = cloneJson(value[i]!);
-    return out;
-  }
-  return cloneAttributes(value);
-}
-
-/** A deep copy of an attribute bag (or any JSON object). */
-export function cloneAttributes(source: Attributes): Attributes {
-  const out: Attributes = {};
-  for (const key of Object.keys(source)) setOwn(out, key, cloneJson(source[key]!));
-  return out;
-}
+import { cloneAttributes } from "../core/json.js";
+import type { Attributes, MetaPatch, SessionRecord } from "../core/record.js";
 
 /**
  * A deep copy of a record with exactly the fields of SessionRecord: extra properties a caller left on
  * it (such as `via` from a previous `get`) are not stored.
  */
 export function copyRecord(source: SessionRecord): SessionRecord {
+  return recordWith(source, cloneAttributes(source.attributes));
+}
+
+/**
+ * A copy of a record whose attributes object is new but whose attribute values are the store's own: what
+ * `peek` hands out. Safe because the store never changes a value in place, it only replaces or removes it.
+ */
+export function borrowRecord(source: SessionRecord): SessionRecord {
+  return recordWith(source, { ...source.attributes });
+}
+
+function recordWith(source: SessionRecord, attributes: Attributes): SessionRecord {
   const out: SessionRecord = {
     id: source.id,
     verifier: source.verifier,
@@ -45,7 +28,7 @@ export function copyRecord(source: SessionRecord): SessionRecord {
     idleExpiresAt: source.idleExpiresAt,
     level: source.level,
     loginType: source.loginType,
-    attributes: cloneAttributes(source.attributes),
+    attributes,
   };
   if (source.userId !== undefined) out.userId = source.userId;
   if (source.lastLoginAt !== undefined) out.lastLoginAt = source.lastLoginAt;

@@ -67,7 +67,7 @@ export type StoreEventListener = (event: StoreEvent) => void;
 /**
  * The contract every store implements and `test/conformance` checks.
  * Errors are StowageError: DUPLICATE_ID, VERSION_CONFLICT, SESSION_ENDED (no such id), STORE_UNAVAILABLE.
- * Records passed in and returned are copies: callers never share objects with the store.
+ * Records passed in and returned are copies: callers never share objects with the store (`peek` aside).
  */
 export interface SessionStore {
   /** Store name for diagnostics (`memory`, `sqlite`, `redis`, `postgres`). */
@@ -76,6 +76,11 @@ export interface SessionStore {
   insert(record: SessionRecord): Promise<void>;
   /** The record, or undefined; follows a rotation alias inside its grace window (see `StoredRecord.via`). */
   get(id: string): Promise<StoredRecord | undefined>;
+  /**
+   * Optional fast lane for loading: like `get`, but the attribute values may be the store's own objects,
+   * which the caller must copy before changing. Only a store that would otherwise deep-copy needs it.
+   */
+  peek?(id: string): Promise<StoredRecord | undefined>;
   /** Applies a delta atomically and returns the new version; SESSION_ENDED if the id does not exist. */
   commit(id: string, delta: SessionDelta, options?: CommitOptions): Promise<number>;
   /**

@@ -105,4 +105,24 @@ export function recordTests(getStore: StoreGetter): void {
     got.channel!.sealedSecret = "other";
     expect(await store.get(record.id)).toEqual(record);
   });
+
+  it("peek, where a store has it, sees what get sees and never changes a value it handed out", async (ctx) => {
+    const store = getStore();
+    if (!store.peek) return ctx.skip();
+    const record = makeRecord({ attributes: { list: [1, 2], nested: { deep: { value: "a" } }, n: 1 } });
+    await store.insert(record);
+    const peeked = await store.peek(record.id);
+    expect(peeked).toEqual(await store.get(record.id));
+    if (!peeked) throw new Error("record missing");
+    // The record and its attributes object are the caller's; only the values are shared.
+    peeked.version = 99;
+    peeked.attributes.added = true;
+    delete peeked.attributes.n;
+    expect(await store.get(record.id)).toEqual(record);
+    const list = peeked.attributes.list;
+    await store.commit(record.id, { set: { list: [9] }, unset: ["nested"] });
+    expect(list).toEqual([1, 2]);
+    expect((await store.peek(record.id))?.attributes.list).toEqual([9]);
+    expect(await store.peek("AAAAAAAAAAAAAAAAAAAAAA")).toBeUndefined();
+  });
 }

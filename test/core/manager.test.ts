@@ -74,6 +74,57 @@ describe("load", () => {
   });
 });
 
+describe("values shared with the store (MemoryStore peek)", () => {
+  it("copies a value on first read, so changing it never reaches the store", async () => {
+    const sessions = make<{ cart: number[]; prefs: { theme: string }; n: number }>();
+    const s = sessions.create({ attributes: { cart: [1, 2], prefs: { theme: "dark" }, n: 1 } });
+    await s.save();
+    const a = (await sessions.load(s.token))!;
+    const cart = a.get("cart")!;
+    cart.push(3);
+    expect(a.get("cart")).toBe(cart);
+    expect(a.get("cart")).toEqual([1, 2, 3]);
+    const b = (await sessions.load(s.token))!;
+    expect(b.get("cart")).toEqual([1, 2]);
+    // A commit of another key leaves the unsaved change out of the store.
+    a.set("n", 2);
+    await sessions.commit(a);
+    expect((await sessions.load(s.token))!.get("cart")).toEqual([1, 2]);
+    a.set("cart", cart);
+    await sessions.commit(a);
+    expect((await sessions.load(s.token))!.get("cart")).toEqual([1, 2, 3]);
+  });
+
+  it("keeps what a session read even when another commit replaces the value", async () => {
+    const sessions = make<{ prefs: { theme: string } }>();
+    const s = sessions.create({ attributes: { prefs: { theme: "dark" } } });
+    await s.save();
+    const a = (await sessions.load(s.token))!;
+    const b = (await sessions.load(s.token))!;
+    b.set("prefs", { theme: "light" });
+    await sessions.commit(b);
+    expect(a.get("prefs")).toEqual({ theme: "dark" });
+    const set = { theme: "blue" };
+    a.set("prefs", set);
+    set.theme = "changed after set";
+    expect(a.get("prefs")).toEqual({ theme: "blue" });
+    expect(a.get("prefs")).toBe(a.get("prefs"));
+  });
+
+  it("hands update() a value of its own", async () => {
+    const sessions = make<{ list: number[] }>();
+    const s = sessions.create({ attributes: { list: [1] } });
+    await s.save();
+    const a = (await sessions.load(s.token))!;
+    await a.update("list", (list) => {
+      list!.push(2);
+      return list!;
+    });
+    expect(a.get("list")).toEqual([1, 2]);
+    expect((await sessions.load(s.token))!.get("list")).toEqual([1, 2]);
+  });
+});
+
 describe("expiry with an injected clock", () => {
   it("enforces the absolute ttl even when the session stays busy", async () => {
     const clock = fakeClock();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  equalText,
   ID_LENGTH,
   issueToken,
   isValidId,
@@ -76,5 +77,13 @@ describe("tokens", () => {
     expect(isValidId(issueToken().id)).toBe(true);
     expect(isValidId("abc")).toBe(false);
     expect(isValidId(7)).toBe(false);
+  });
+
+  it("compares texts by content and length only", () => {
+    expect(equalText("abc", "abc")).toBe(true);
+    expect(equalText("abc", "abd")).toBe(false);
+    expect(equalText("abc", "ab")).toBe(false);
+    expect(equalText("", "")).toBe(true);
+    expect(equalText("\u0100", "\u0000")).toBe(false);
   });
 });
