@@ -49,6 +49,11 @@ export class Emitter<E extends object> {
     this.#listeners.get(event)?.delete(listener as Listener<never>);
   }
 
+  /** True when the event has a listener; lets a hot path skip building a payload nobody reads. */
+  protected listens(event: keyof E): boolean {
+    return (this.#listeners.get(event)?.size ?? 0) > 0;
+  }
+
   /** Calls every listener of an event with the payload. */
   protected emit<K extends keyof E>(event: K, payload: E[K]): void {
     const set = this.#listeners.get(event);

@@ -1,50 +1,56 @@
 import { StowageError } from "./errors.js";
 import type { Attributes, JsonValue } from "./record.js";
 
+/** Never consulted: assertJson only looks for cycles below an object. */
+const NO_CYCLES: Set<object> = new Set();
+
 /**
- * Serializes a value that must survive JSON round-trip unchanged, or throws INVALID_VALUE.
+ * Serializes the value of attribute `key`, which must survive JSON round-trip unchanged, or throws INVALID_VALUE.
  * Refuses what JSON.stringify would silently drop or change: functions, symbols, BigInt, undefined,
  * NaN/Infinity, cycles, and objects that are not plain (Date, Map, class instances).
  */
-export function serializeJson(value: unknown, what: string): string {
-  assertJson(value, what, new Set());
+export function serializeJson(value: unknown, key: string): string {
+  // Most values a request writes are flat (a counter, a flag, a name): no cycle bookkeeping for them.
+  if (typeof value === "object" && value !== null) assertJson(value, key, new Set());
+  else assertJson(value, key, NO_CYCLES);
   return JSON.stringify(value);
 }
 
-function assertJson(value: unknown, what: string, seen: Set<object>): asserts value is JsonValue {
+function assertJson(value: unknown, key: string, seen: Set<object>): asserts value is JsonValue {
   switch (typeof value) {
     case "string":
     case "boolean":
       return;
     case "number":
-      if (!Number.isFinite(value)) throw invalid(what, "a non-finite number");
+      if (!Number.isFinite(value)) throw invalid(key, "a non-finite number");
       return;
     case "object": {
       if (value === null) return;
-      if (seen.has(value)) throw invalid(what, "a cycle");
+      if (seen.has(value)) throw invalid(key, "a cycle");
       seen.add(value);
       if (Array.isArray(value)) {
         for (let i = 0; i < value.length; i++) {
-          if (!(i in value)) throw invalid(what, "a sparse array");
-          assertJson(value[i], what, seen);
+          if (!(i in value)) throw invalid(key, "a sparse array");
+          assertJson(value[i], key, seen);
         }
       } else {
         const proto = Object.getPrototypeOf(value);
-        if (proto !== Object.prototype && proto !== null) throw invalid(what, "a non-plain object");
-        for (const key of Object.keys(value)) {
-          assertJson((value as Record<string, unknown>)[key], what, seen);
+        if (proto !== Object.prototype && proto !== null) throw invalid(key, "a non-plain object");
+        for (const name of Object.keys(value)) {
+          assertJson((value as Record<string, unknown>)[name], key, seen);
         }
       }
       seen.delete(value);
       return;
     }
     default:
-      throw invalid(what, `a ${typeof value}`);
+      throw invalid(key, `a ${typeof value}`);
   }
 }
 
-function invalid(what: string, found: string): StowageError {
-  return new StowageError("INVALID_VALUE", `${what} must be JSON; found ${found}`);
+// The message is built only on failure: building it for every write would cost a string per set().
+function invalid(key: string, found: string): StowageError {
+  return new StowageError("INVALID_VALUE", `attribute "${key}" must be JSON; found ${found}`);
 }
 
 /** Bytes one attribute counts against `maxAttributesBytes`: key, JSON value and a little framing. */

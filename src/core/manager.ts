@@ -229,7 +229,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       return null;
     }
     this.#stats.loaded++;
-    this.emit("loaded", { id: record.id });
+    if (this.listens("loaded")) this.emit("loaded", { id: record.id });
     return new Session<A>(
       this.#host,
       fromRecord(record, token as string, parsed.secret, this.#peek !== undefined),
@@ -245,11 +245,12 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     return this.#serialized(session[state], options.rotate ?? true);
   }
 
+  /** Runs commits of one session one after another; the usual lone commit starts at once. */
   #serialized(s: SessionState, rotate: boolean): Promise<boolean> {
-    const run = (s.committing ?? Promise.resolve()).then(
-      () => this.#commit(s, rotate),
-      () => this.#commit(s, rotate),
-    );
+    const previous = s.committing;
+    const next = () => this.#commit(s, rotate);
+    s.queued++;
+    const run = previous === undefined ? next() : previous.then(next, next);
     s.committing = run;
     return run;
   }
@@ -314,12 +315,55 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   }
 
   async #commit(s: SessionState, rotate: boolean): Promise<boolean> {
-    const wrote = await this.#write(s, rotate);
-    s.commits++;
-    return wrote;
+    try {
+      const wrote = await this.#write(s, rotate);
+      s.commits++;
+      return wrote;
+    } finally {
+      // The last commit in line empties the queue, so the next one starts at once instead of a turn later.
+      if (--s.queued === 0) s.committing = undefined;
+    }
   }
 
-  async #write(s: SessionState, rotate: boolean): Promise<boolean> {
+  /**
+   * Writes what the session needs. The usual commit (a delta, an idle refresh or nothing, on a stored
+   * session) goes straight to the store without an async frame of its own; the rest takes #writeLifecycle.
+   */
+  #write(s: SessionState, rotate: boolean): Promise<boolean> {
+    if (s.ended || s.dropId !== undefined || s.storedId === undefined || s.regenerate) {
+      return this.#writeLifecycle(s, rotate);
+    }
+    const now = this.#clock.now();
+    if (rotate && this.#rotateEvery > 0 && now - s.rotatedAt >= this.#rotateEvery) return this.#rotate(s);
+    const idle = now + this.idleTimeout;
+    const delta = pendingDelta(s, idle);
+    if (delta) {
+      return this.#retarget(
+        s,
+        (id) => this.store.commit(id, delta),
+        (version) => {
+          s.version = version;
+          s.idleExpiresAt = idle;
+          clearWritten(s, delta);
+          return true;
+        },
+      );
+    }
+    if (now - (s.idleExpiresAt - this.idleTimeout) >= this.#touchAfter) {
+      return this.#retarget(
+        s,
+        (id) => this.store.touch(id, idle),
+        () => {
+          s.idleExpiresAt = idle;
+          return true;
+        },
+      );
+    }
+    return NOTHING_WRITTEN;
+  }
+
+  /** Ending, logging out, inserting and regenerating. */
+  async #writeLifecycle(s: SessionState, rotate: boolean): Promise<boolean> {
     if (s.ended) {
       const stored = s.storedId;
       if (stored === undefined) return false;
@@ -338,23 +382,8 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       wrote = true;
     }
     if (s.storedId === undefined) return (await this.#insert(s)) || wrote;
-    const now = this.#clock.now();
     if (s.regenerate) return this.#rename(s);
-    if (rotate && this.#rotateEvery > 0 && now - s.rotatedAt >= this.#rotateEvery) return this.#rotate(s);
-    const idle = now + this.idleTimeout;
-    const delta = pendingDelta(s, idle);
-    if (delta) {
-      s.version = await this.#retarget(s, (id) => this.store.commit(id, delta));
-      s.idleExpiresAt = idle;
-      clearPending(s);
-      return true;
-    }
-    if (now - (s.idleExpiresAt - this.idleTimeout) >= this.#touchAfter) {
-      await this.#retarget(s, (id) => this.store.touch(id, idle));
-      s.idleExpiresAt = idle;
-      return true;
-    }
-    return wrote;
+    return (await this.#write(s, rotate)) || wrote;
   }
 
   async #insert(s: SessionState): Promise<boolean> {
@@ -457,7 +486,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       const fresh = await this.store.get(s.storedId!);
       if (!fresh) throw new StowageError("SESSION_ENDED", "the session has ended");
       s.storedId = fresh.id;
-      const value = JSON.parse(serializeJson(fn(fresh.attributes[key]), `attribute "${key}"`)) as JsonValue;
+      const value = JSON.parse(serializeJson(fn(fresh.attributes[key]), key)) as JsonValue;
       const bytes = attributesBytes({ ...fresh.attributes, [key]: value });
       if (bytes > this.#host.maxAttributesBytes) {
         throw new StowageError(
@@ -516,17 +545,22 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     }
   }
 
-  /** Runs a write on the stored id; if that id became a rotation alias meanwhile, retries on the new id. */
-  async #retarget<T>(s: SessionState, write: (id: string) => Promise<T>): Promise<T> {
-    try {
-      return await write(s.storedId!);
-    } catch (error) {
+  /**
+   * Runs a write on the stored id, then `done` with its result; if that id became a rotation alias
+   * meanwhile, the write is retried on the new id.
+   */
+  #retarget<T>(
+    s: SessionState,
+    write: (id: string) => Promise<T>,
+    done: (result: T) => boolean,
+  ): Promise<boolean> {
+    return write(s.storedId!).then(done, async (error: unknown) => {
       if (!isStowageError(error, "SESSION_ENDED")) throw error;
       const current = await this.store.get(s.storedId!);
       if (!current?.via) throw error;
       s.storedId = current.id;
-      return write(current.id);
-    }
+      return done(await write(current.id));
+    });
   }
 
   async #conflict(id: string, attempt: number, started: number): Promise<void> {
@@ -638,6 +672,8 @@ function applyRecordMeta(s: SessionState, r: SessionRecord): void {
   s.expiresAt = r.expiresAt;
 }
 
+const NOTHING_WRITTEN: Promise<boolean> = Promise.resolve(false);
+
 /** The delta a commit writes, with the idle expiry moved to `idle`; undefined when nothing is pending. */
 function pendingDelta(s: SessionState, idle: number): SessionDelta | undefined {
   const sets = s.pendingSet.size;
@@ -660,6 +696,26 @@ function pendingDelta(s: SessionState, idle: number): SessionDelta | undefined {
 function hasKeys(object: object): boolean {
   for (const _ in object) return true;
   return false;
+}
+
+/** Drops from the pending changes what a delta wrote; a change made while it was in flight stays pending. */
+function clearWritten(s: SessionState, delta: SessionDelta): void {
+  const set = delta.set;
+  if (set) {
+    for (const key of Object.keys(set)) if (s.pendingSet.get(key) === set[key]) s.pendingSet.delete(key);
+  }
+  if (delta.unset) for (const key of delta.unset) s.pendingUnset.delete(key);
+  const pending = s.meta as Record<string, unknown>;
+  const written = (delta.meta ?? {}) as Record<string, unknown>;
+  const left: Record<string, unknown> = {};
+  let changed = false;
+  for (const key in pending) {
+    if (pending[key] === written[key]) continue;
+    left[key] = pending[key];
+    changed = true;
+  }
+  s.meta = left;
+  s.dirty = changed || s.pendingSet.size > 0 || s.pendingUnset.size > 0;
 }
 
 function clearPending(s: SessionState): void {

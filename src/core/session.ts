@@ -96,7 +96,10 @@ export interface SessionState {
   oldId: string | undefined;
   oldIdAt: number | undefined;
   lease: SessionLease | undefined;
+  /** The last commit in line, while any runs. */
   committing: Promise<unknown> | undefined;
+  /** Commits started and not yet settled. */
+  queued: number;
 }
 
 /** Symbol under which a session exposes its state to the manager. */
@@ -377,7 +380,7 @@ export class Session<A extends object = Attributes> {
 
   #write(key: string, value: unknown): void {
     const s = this.#writable();
-    const json = serializeJson(value, `attribute "${key}"`);
+    const json = serializeJson(value, key);
     const size = byteSize(key, json);
     if (s.sizes !== undefined || !this.#noLarger(key, size)) {
       const sizes = this.#sizes();
@@ -524,6 +527,7 @@ export function sessionState(seed: StateSeed): SessionState {
     oldIdAt: undefined,
     lease: undefined,
     committing: undefined,
+    queued: 0,
   };
 }
 

@@ -1,6 +1,6 @@
-import { parseCookie, stringifySetCookie } from "cookie";
+import { stringifySetCookie } from "cookie";
 import { StowageError } from "../core/errors.js";
-import { parseToken } from "../core/tokens.js";
+import { parseToken, TOKEN_LENGTH } from "../core/tokens.js";
 
 /** How the HTTP layer carries the session token; shared by node:http, fetch and every adapter. */
 export interface HttpSessionOptions {
@@ -89,6 +89,11 @@ export class Carriage {
     this.#persistent = options.persistent ?? true;
   }
 
+  /** True when `isSecure` reads X-Forwarded-Proto; otherwise callers need not look it up. */
+  get trustsProxy(): boolean {
+    return this.#secure === "auto" && this.#trustProxy;
+  }
+
   /** Whether this request's cookie is Secure and prefixed: `tls` says the socket or URL was https. */
   isSecure(tls: boolean, forwardedProto: string | null | undefined): boolean {
     if (this.#secure !== "auto") return this.#secure;
@@ -113,7 +118,9 @@ export class Carriage {
     const fromHeader = this.#fromHeader(headerValue);
     if (fromHeader !== undefined) return { token: fromHeader, via: "header" };
     const fromCookie = readCookie(cookieHeader, secure ? this.#secureName : this.#plainName);
-    return fromCookie === undefined || !parseToken(fromCookie) ? NONE : { token: fromCookie, via: "cookie" };
+    // Only the length is checked here: loading parses the token strictly anyway, and a cookie that is not
+    // a token loads nothing, exactly as an unknown one does.
+    return fromCookie?.length === TOKEN_LENGTH ? { token: fromCookie, via: "cookie" } : NONE;
   }
 
   /** A Set-Cookie value carrying `token` until `expiresAt` (ms since the epoch). */
@@ -156,28 +163,57 @@ export class Carriage {
 /**
  * The value of cookie `name`, or undefined when it is absent or appears more than once: two cookies of
  * one name mean a second writer (another path, a sibling subdomain) and neither can be trusted to be ours.
+ * Reads the value as the cookie package's parser would (spaces and tabs trimmed, %-escapes decoded) without
+ * parsing every other cookie on the header.
  */
 export function readCookie(header: unknown, name: string): string | undefined {
   if (typeof header !== "string" || header.length <= name.length) return undefined;
-  let count = 0;
+  let found = -1;
   for (let at = header.indexOf(name); at !== -1; at = header.indexOf(name, at + name.length)) {
-    if (startsPair(header, at) && endsName(header, at + name.length) && ++count > 1) return undefined;
+    if (!startsPair(header, at)) continue;
+    const equals = nameEnd(header, at + name.length);
+    if (equals === -1) continue;
+    if (found !== -1) return undefined;
+    found = equals;
   }
-  if (count === 0) return undefined;
-  return parseCookie(header)[name];
+  if (found === -1) return undefined;
+  const semicolon = header.indexOf(";", found + 1);
+  return decode(trimmed(header, found + 1, semicolon === -1 ? header.length : semicolon));
 }
 
 // The cookie package trims spaces and tabs around a name, so a match may sit after "; \t" and before " =".
 function startsPair(header: string, at: number): boolean {
   let i = at - 1;
-  while (i >= 0 && (header[i] === " " || header[i] === "\t")) i--;
-  return i < 0 || header[i] === ";";
+  while (i >= 0 && isBlank(header.charCodeAt(i))) i--;
+  return i < 0 || header.charCodeAt(i) === 59; // ;
 }
 
-function endsName(header: string, at: number): boolean {
+/** Where the "=" after a name ending at `at` is, or -1 when the name goes on. */
+function nameEnd(header: string, at: number): number {
   let i = at;
-  while (i < header.length && (header[i] === " " || header[i] === "\t")) i++;
-  return header[i] === "=";
+  while (i < header.length && isBlank(header.charCodeAt(i))) i++;
+  return header.charCodeAt(i) === 61 ? i : -1; // =
+}
+
+function trimmed(header: string, from: number, to: number): string {
+  let start = from;
+  let end = to;
+  while (start < end && isBlank(header.charCodeAt(start))) start++;
+  while (end > start && isBlank(header.charCodeAt(end - 1))) end--;
+  return header.slice(start, end);
+}
+
+function isBlank(code: number): boolean {
+  return code === 32 || code === 9;
+}
+
+function decode(value: string): string {
+  if (!value.includes("%")) return value;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
 }
 
 function invalid(message: string): StowageError {

@@ -13,5 +13,6 @@ export {
   attachSession,
   type NodeSessionHandler,
   type NodeSessionOptions,
+  rawHeader,
   withSessions,
 } from "./node.js";

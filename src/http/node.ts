@@ -76,10 +76,10 @@ export function attachSession<A extends object>(
 ): AttachedSession<A> {
   const secure = carriage.isSecure(
     (req.socket as TLSSocket).encrypted === true,
-    single(req.headers["x-forwarded-proto"]),
+    carriage.trustsProxy ? rawHeader(req, "x-forwarded-proto") : undefined,
   );
-  const headerValue = carriage.header === undefined ? undefined : req.headers[carriage.header];
-  const lazy = openSession(sessions, carriage, req.headers.cookie, single(headerValue), secure);
+  const headerValue = carriage.header === undefined ? undefined : rawHeader(req, carriage.header);
+  const lazy = openSession(sessions, carriage, rawHeader(req, "cookie"), headerValue, secure);
   const realEnd = res.end;
   const realWriteHead = res.writeHead;
   // open: handler running; closing: end held back for the commit; closed: calls pass straight through.
@@ -143,8 +143,23 @@ function appendSetCookie(res: ServerResponse, cookie: string): void {
   else res.setHeader("set-cookie", [String(existing), cookie]);
 }
 
-function single(value: string | string[] | undefined): string | undefined {
-  return typeof value === "string" ? value : undefined;
+/**
+ * One request header, read from `rawHeaders` so that node need not build `req.headers` for a handler that
+ * never asks for it. Repeated lines combine as node combines them: cookie lines with "; ", authorization
+ * keeps the first, any other name with ", ". `name` is lower-case.
+ */
+export function rawHeader(req: IncomingMessage, name: string): string | undefined {
+  const raw = req.rawHeaders;
+  let value: string | undefined;
+  for (let i = 0; i < raw.length - 1; i += 2) {
+    const key = raw[i]!;
+    if (key.length !== name.length || key.toLowerCase() !== name) continue;
+    const line = raw[i + 1]!;
+    if (value === undefined) value = line;
+    else if (name === "cookie") value = `${value}; ${line}`;
+    else if (name !== "authorization") value = `${value}, ${line}`;
+  }
+  return value;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -373,6 +373,12 @@ export class MemoryStore implements SessionStore {
 
   private applyMetaPatch(entry: RecordEntry, meta: MetaPatch): void {
     const record = entry.record;
+    if (onlyIdle(meta)) {
+      // The patch nearly every commit carries: the idle refresh alone.
+      record.idleExpiresAt = meta.idleExpiresAt!;
+      this.heap.update(entry, expiryOf(record));
+      return;
+    }
     const userBefore = record.userId;
     applyMeta(record, copyMeta(meta));
     if (record.userId !== userBefore) {
@@ -458,4 +464,12 @@ function describe(error: unknown): string {
 
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** True when a meta patch moves the idle expiry and nothing else. */
+function onlyIdle(meta: MetaPatch): boolean {
+  for (const key in meta) {
+    if (key !== "idleExpiresAt" && meta[key as keyof MetaPatch] !== undefined) return false;
+  }
+  return meta.idleExpiresAt !== undefined;
 }

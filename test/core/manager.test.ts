@@ -178,6 +178,25 @@ describe("expiry with an injected clock", () => {
 });
 
 describe("writes", () => {
+  it("keeps a change made while a commit is in flight for the next commit", async () => {
+    const sessions = make();
+    const s = sessions.create({ attributes: { a: 1 } });
+    await s.save();
+    const loaded = (await sessions.load(s.token))!;
+    loaded.set("a", 2);
+    loaded.setLanguage("fr");
+    const first = sessions.commit(loaded);
+    loaded.set("b", 3);
+    loaded.set("a", 4);
+    loaded.setLanguage("de");
+    await first;
+    const between = (await sessions.load(s.token))!;
+    expect([between.get("a"), between.get("b"), between.language]).toEqual([2, undefined, "fr"]);
+    expect(await sessions.commit(loaded)).toBe(true);
+    const after = (await sessions.load(s.token))!;
+    expect([after.get("a"), after.get("b"), after.language]).toEqual([4, 3, "de"]);
+  });
+
   it("refuses values that are not JSON at set, with INVALID_VALUE", () => {
     const s = make().create();
     for (const value of [() => 1, 1n, Symbol("x"), new Date(), Number.NaN]) {

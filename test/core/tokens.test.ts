@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   equalText,
@@ -77,6 +78,38 @@ describe("tokens", () => {
     expect(isValidId(issueToken().id)).toBe(true);
     expect(isValidId("abc")).toBe(false);
     expect(isValidId(7)).toBe(false);
+  });
+
+  it("accepts exactly the canonical base64url spellings, character by character", () => {
+    // The grammar as a regular expression is the reference; the parser uses a lookup table instead.
+    const tokenGrammar = /^[A-Za-z0-9_-]{21}[AQgw]\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+    const idGrammar = /^[A-Za-z0-9_-]{21}[AQgw]$/;
+    const good = issueToken().token;
+    const alphabet = [
+      ..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ \u00e9\u0100\u007f",
+    ];
+    // One or two characters of a real token replaced, so most inputs sit right at the grammar's edge.
+    const mutated = fc
+      .tuple(
+        fc.nat(TOKEN_LENGTH - 1),
+        fc.constantFrom(...alphabet),
+        fc.nat(TOKEN_LENGTH - 1),
+        fc.constantFrom(...alphabet),
+      )
+      .map(([i, a, j, b]) => {
+        const chars = [...good];
+        chars[i] = a;
+        chars[j] = b;
+        return chars.join("");
+      });
+    fc.assert(
+      fc.property(mutated, (input) => {
+        expect(parseToken(input) !== null).toBe(tokenGrammar.test(input));
+        const id = input.slice(0, ID_LENGTH);
+        expect(isValidId(id)).toBe(idGrammar.test(id));
+      }),
+      { numRuns: 20_000 },
+    );
   });
 
   it("compares texts by content and length only", () => {

@@ -1,4 +1,5 @@
-import { parseSetCookie } from "cookie";
+import { parseCookie, parseSetCookie } from "cookie";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isStowageError } from "../../src/core/errors.js";
 import { issueToken } from "../../src/core/tokens.js";
@@ -36,6 +37,42 @@ describe("readCookie", () => {
   it("treats a name sent twice as no cookie, even with the same value", () => {
     expect(readCookie(`sid=${token}; sid=${other}`, "sid")).toBeUndefined();
     expect(readCookie(`sid=${token}; a=1; sid=${token}`, "sid")).toBeUndefined();
+  });
+
+  it("reads a value exactly as the cookie package does, for any header that names the cookie once", () => {
+    const blank = fc.constantFrom("", " ", "\t", "  ");
+    const text = fc.string({ unit: fc.constantFrom(...'ab=%2;" \t\u00e9sidAZ09-_.') });
+    const pair = fc.tuple(blank, fc.constantFrom("a", "b", "xsid", "sid2", "s", ""), blank, text);
+    const header = fc
+      .tuple(fc.array(pair, { maxLength: 4 }), fc.nat(4), blank, blank, text, fc.boolean())
+      .map(([others, at, before, after, value, present]) => {
+        const parts = others.map(([b, name, a, v]) => `${b}${name}${a}=${v}`);
+        if (present) parts.splice(Math.min(at, parts.length), 0, `${before}sid${after}=${value}`);
+        return parts.join(";");
+      });
+    fc.assert(
+      fc.property(header, (h) => {
+        const ours = readCookie(h, "sid");
+        if (ours !== undefined) expect(ours).toBe(parseCookie(h).sid);
+      }),
+      { numRuns: 5_000 },
+    );
+    // Without stray separators in the values, every header naming sid once must be read.
+    const clean = fc.string({ unit: fc.constantFrom(..."abAZ09-_.%2") });
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom("a", "xsid", "sid2"), clean)),
+        clean,
+        fc.nat(5),
+        (others, value, at) => {
+          const parts = others.map(([name, v]) => `${name}=${v}`);
+          parts.splice(Math.min(at, parts.length), 0, `sid=${value}`);
+          const h = parts.join("; ");
+          expect(readCookie(h, "sid")).toBe(parseCookie(h).sid);
+        },
+      ),
+      { numRuns: 5_000 },
+    );
   });
 
   it("answers undefined for missing, empty and non-string headers", () => {
