@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type session from "express-session";
-import type { Attributes } from "../src/index.js";
+import type { Attributes } from "stowage";
 import type { Rate } from "./report.js";
 
 /** express-session persists the session together with its cookie; this is that shape. */

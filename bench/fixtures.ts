@@ -1,4 +1,4 @@
-import type { Attributes } from "../src/index.js";
+import type { Attributes } from "stowage";
 
 /**
  * The 1 KB session every store benchmark uses: four attributes, about 1 KB of JSON together, shaped like

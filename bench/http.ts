@@ -69,8 +69,22 @@ async function load(url: string, cookies: string[], seconds: number): Promise<nu
   return result["2xx"] / result.duration;
 }
 
+/** Requests per second and server CPU µs per request, for the two servers of a pair. */
+interface PairResult {
+  rates: [number, number];
+  cpu: [number, number];
+}
+
+/** The server's CPU time per request served since it was sent "mark". */
+async function cpuPerRequest(server: Running): Promise<number> {
+  const reply = once(server.child, "message");
+  server.child.send("cpu");
+  const [message] = (await reply) as [{ cpuMicrosPerRequest: number }];
+  return message.cpuMicrosPerRequest;
+}
+
 /** Measures two servers under the same load, interleaved so drift hits both alike. */
-async function pair(a: string, b: string, tag: string): Promise<[number, number]> {
+async function pair(a: string, b: string, tag: string): Promise<PairResult> {
   const servers = [await startServer(a, `${tag}a:`), await startServer(b, `${tag}b:`)] as const;
   try {
     const cookies = [await login(servers[0].url, CONNECTIONS), await login(servers[1].url, CONNECTIONS)];
@@ -78,9 +92,14 @@ async function pair(a: string, b: string, tag: string): Promise<[number, number]
     if (cookies[1]!.some((c) => c === "")) throw new Error(`${b} set no cookie`);
     await load(servers[0].url, cookies[0]!, WARMUP_SECONDS);
     await load(servers[1].url, cookies[1]!, WARMUP_SECONDS);
+    for (const server of servers) server.child.send("mark");
     const totals = [0, 0];
     for (const i of ORDER) totals[i]! += await load(servers[i]!.url, cookies[i]!, ROUND_SECONDS);
-    return [(totals[0]! * 2) / ORDER.length, (totals[1]! * 2) / ORDER.length];
+    const cpu = await Promise.all(servers.map(cpuPerRequest));
+    return {
+      rates: [(totals[0]! * 2) / ORDER.length, (totals[1]! * 2) / ORDER.length],
+      cpu: [cpu[0]!, cpu[1]!],
+    };
   } finally {
     await Promise.all(servers.map(stopServer));
   }
@@ -159,6 +178,12 @@ async function lostUpdates(): Promise<GroupReport["rows"]> {
   }
 }
 
+/** An information row: server CPU µs per request on each side of a pair (stowage is the second server). */
+function cpuRow(metric: string, result: PairResult, ours: string, peer: string) {
+  const micros = (value: number) => `${value.toFixed(1)} µs`;
+  return infoRow(metric, `${ours}: ${micros(result.cpu[1])}`, `${peer}: ${micros(result.cpu[0])}`);
+}
+
 /** Group "http": autocannon against node:http and express, with and without stowage and express-session. */
 export async function run(): Promise<GroupReport> {
   const tag = `stowage-bench-http-${randomBytes(4).toString("hex")}`;
@@ -173,25 +198,28 @@ export async function run(): Promise<GroupReport> {
     rows: [
       ratioRow(
         "node:http + stowage (MemoryStore) vs the same handler without sessions",
-        rate("withSessions", node[1]),
-        rate("no sessions", node[0]),
+        rate("withSessions", node.rates[1]),
+        rate("no sessions", node.rates[0]),
         0.7,
         "req/s",
       ),
+      cpuRow("node:http server CPU per request", node, "withSessions", "no sessions"),
       ratioRow(
         "express + stowage vs express + express-session (MemoryStore)",
-        rate("sessionMiddleware", memory[1]),
-        rate("express-session", memory[0]),
+        rate("sessionMiddleware", memory.rates[1]),
+        rate("express-session", memory.rates[0]),
         1.3,
         "req/s",
       ),
+      cpuRow("express server CPU per request (MemoryStore)", memory, "stowage", "express-session"),
       ratioRow(
         "express + stowage (RedisStore) vs express-session + connect-redis",
-        rate("sessionMiddleware", redis[1]),
-        rate("express-session + connect-redis", redis[0]),
+        rate("sessionMiddleware", redis.rates[1]),
+        rate("express-session + connect-redis", redis.rates[0]),
         1.3,
         "req/s",
       ),
+      cpuRow("express server CPU per request (Redis)", redis, "stowage", "express-session + connect-redis"),
       ...contrastRows,
     ],
     notes: [
@@ -202,9 +230,11 @@ export async function run(): Promise<GroupReport> {
         ` warm-up on each server, then ${ROUND_SECONDS} s runs in the order A B B A A B B A; the figure is the mean.`,
       "The no-session node:http baseline answers in a few microseconds of server CPU, so autocannon (one" +
         " core) is close to being the bottleneck there; the ratio then understates how much faster the bare" +
-        " server is. stowage runs from its TypeScript sources through tsx, whose transform wraps every" +
-        " function created per request in a name-keeping helper (~2–3% of server CPU in profiles); the peers" +
-        " run as published JavaScript.",
+        " server is. Server CPU per request (user + system time of the server process over its rounds," +
+        " divided by the requests it served) does not depend on the load generator; part of the system" +
+        " time is the kernel waking autocannon for each response, which costs more the more often" +
+        " autocannon sleeps, that is the slower the server. stowage runs from the built package (`npm run" +
+        " bench` builds it first), as the peers run as published JavaScript.",
       "express-session runs with `resave: false, saveUninitialized: false` (its recommended, cheapest" +
         " setting); connect-redis v9 on a node-redis client, RedisStore on ioredis; Redis on loopback.",
       `Lost-update contrast (not a test): ${PARALLEL} requests sent at once on one cookie against express +` +

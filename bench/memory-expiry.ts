@@ -9,8 +9,8 @@ import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import session from "express-session";
-import type { SessionRecord } from "../src/core/record.js";
-import { MemoryStore } from "../src/stores/memory.js";
+import type { SessionRecord } from "stowage";
+import { MemoryStore } from "stowage";
 import { type GroupReport, infoRow, limitRow, printGroup } from "./report.js";
 
 const COUNT = 1_000_000;

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { createSessions, type Session } from "../src/index.js";
-import { PostgresStore } from "../src/stores/postgres.js";
+import { createSessions, type Session } from "stowage";
+import { PostgresStore } from "stowage/postgres";
 import { rate } from "./common.js";
 import { oneKbAttributes } from "./fixtures.js";
 import { inFlight, measure } from "./micro.js";

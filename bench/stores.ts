@@ -4,14 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import session from "express-session";
-import {
-  type Attributes,
-  createSessions,
-  MemoryStore,
-  type Session,
-  type SessionRecord,
-} from "../src/index.js";
-import { SqliteStore } from "../src/stores/sqlite.js";
+import { type Attributes, createSessions, MemoryStore, type Session, type SessionRecord } from "stowage";
+import { SqliteStore } from "stowage/sqlite";
 import { expressSessionData, expressSessionId, rate } from "./common.js";
 import { jsonBytes, oneKbAttributes } from "./fixtures.js";
 import { measure } from "./micro.js";
