@@ -43,16 +43,12 @@ export interface AliasFields {
   until: number;
 }
 
-/** What a delta writes: HSET arguments, HDEL fields, and which indexes must follow. */
+/** What a delta writes: HSET arguments and HDEL fields (COMMIT finds the meta fields it acts on itself). */
 export interface EncodedDelta {
   /** field, value, field, value, ... */
   set: string[];
   /** Fields to remove. */
   unset: string[];
-  /** expiresAt or idleExpiresAt changed: the native TTL must follow. */
-  expiry: boolean;
-  /** userId or expiresAt changed: the user index must follow. */
-  index: boolean;
 }
 
 function attributeJson(key: string, value: JsonValue): string {
@@ -99,24 +95,30 @@ function metaValue(key: keyof MetaPatch, value: NonNullable<MetaPatch[keyof Meta
 
 /** The fields a delta changes, and nothing else. */
 export function encodeDelta(delta: SessionDelta): EncodedDelta {
-  const out: EncodedDelta = { set: [], unset: [], expiry: false, index: false };
-  // Unset first, set last: if a key is in both, the set wins, as the later write would.
-  for (const key of delta.unset ?? []) out.unset.push(ATTRIBUTE_PREFIX + key);
-  const set = delta.set ?? {};
-  for (const key of Object.keys(set)) out.set.push(ATTRIBUTE_PREFIX + key, attributeJson(key, set[key]!));
-  const meta = delta.meta ?? {};
-  for (const key of Object.keys(meta) as (keyof MetaPatch)[]) {
-    const value = meta[key];
-    if (value === undefined) continue;
-    const field = F[key];
-    if (value === null) out.unset.push(field);
-    else out.set.push(field, metaValue(key, value));
-    if (key === "expiresAt" || key === "idleExpiresAt") out.expiry = true;
-    if (key === "expiresAt" || key === "userId") out.index = true;
+  const out: EncodedDelta = { set: [], unset: [] };
+  const set = delta.set;
+  if (set !== undefined) {
+    for (const key in set) {
+      if (Object.hasOwn(set, key)) out.set.push(ATTRIBUTE_PREFIX + key, attributeJson(key, set[key]!));
+    }
   }
-  if (out.set.length > 0 && out.unset.length > 0) {
-    const setFields = new Set(out.set.filter((_, i) => i % 2 === 0));
-    out.unset = out.unset.filter((field) => !setFields.has(field));
+  const meta = delta.meta;
+  if (meta !== undefined) {
+    for (const key in meta) {
+      if (!Object.hasOwn(meta, key)) continue;
+      const value = meta[key as keyof MetaPatch];
+      if (value === undefined) continue;
+      const field = F[key as keyof MetaPatch];
+      if (value === null) out.unset.push(field);
+      else out.set.push(field, metaValue(key as keyof MetaPatch, value));
+    }
+  }
+  const unset = delta.unset;
+  if (unset !== undefined && unset.length > 0) {
+    // A key both unset and set keeps the set (the later write), so only the others are deleted.
+    for (const key of unset) {
+      if (set === undefined || !Object.hasOwn(set, key)) out.unset.push(ATTRIBUTE_PREFIX + key);
+    }
   }
   return out;
 }

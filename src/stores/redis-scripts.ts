@@ -65,27 +65,58 @@ return 1
 `);
 
 /**
- * KEYS: hash. ARGV: ifVersion or '', now, '1' when exp/idle change, number of set args, field, value, ...,
- * then fields to delete. Returns {0, version, old user, new user, exp} ('=' marks a user), {1} when the
- * record is missing (or an alias), {2} on a version conflict or while a rename holds the record.
+ * KEYS: hash. ARGV: ifVersion or '', now, field, value, ..., then, only when fields are deleted, '' (never
+ * a field name) and the fields to delete. Returns the new version when neither `exp` nor `user` changed;
+ * when one did, {version, old user, new user, new exp} ('=' marks a user) for the user index. Returns -1
+ * when the record is missing (or an alias), -2 on a version conflict or while a rename holds the record.
  * A rename mark past its deadline is void: the commit clears it, which makes that rename fail.
- * The hottest write, so one HMGET reads what the checks need and one what the reply and the TTL need:
- * a one-key commit makes five redis.call.
+ * The hottest write, so it is lean on both sides: the meta fields that matter (`exp`, `idle`, `user`) are
+ * found among the pairs rather than sent twice, one HMGET reads what the checks, the TTL and the reply
+ * need, the version goes in the same HSET as the changed fields, and the TTL moves only when `exp` or
+ * `idle` changed: a one-key commit with an idle refresh makes three redis.call (HMGET, HSET, PEXPIREAT).
  */
 export const COMMIT = script(`
-local key = KEYS[1]
-local m = redis.call('HMGET', key, 'v', 'ren', 'renu', 'user')
-if not m[1] then return {1} end
-if m[2] and tonumber(m[3]) > tonumber(ARGV[2]) then return {2} end
-if ARGV[1] ~= '' and ARGV[1] ~= m[1] then return {2} end
+local key, n = KEYS[1], #ARGV
+local last = n
+local exp, idle, user, expiry, index = nil, nil, nil, false, false
+for j = 3, n, 2 do
+  local f = ARGV[j]
+  if f == '' then
+    last = j - 1
+    break
+  end
+  if f == 'idle' then idle = ARGV[j + 1]; expiry = true
+  elseif f == 'exp' then exp = ARGV[j + 1]; expiry = true; index = true
+  elseif f == 'user' then user = ARGV[j + 1]; index = true end
+end
+for j = last + 2, n do
+  local f = ARGV[j]
+  if f == 'idle' then idle = false; expiry = true
+  elseif f == 'exp' then exp = false; expiry = true; index = true
+  elseif f == 'user' then user = false; index = true end
+end
+local m
+if index then m = redis.call('HMGET', key, 'v', 'ren', 'exp', 'idle', 'user')
+else m = redis.call('HMGET', key, 'v', 'ren', 'exp', 'idle') end
+local v = m[1]
+if not v then return -1 end
+if m[2] then
+  if tonumber(redis.call('HGET', key, 'renu')) > tonumber(ARGV[2]) then return -2 end
+end
+if ARGV[1] ~= '' and ARGV[1] ~= v then return -2 end
 if m[2] then redis.call('HDEL', key, 'ren', 'renu') end
-local last = 4 + tonumber(ARGV[4])
-hsetFrom(key, 5, last)
-hdelFrom(key, last + 1, #ARGV)
-local version = redis.call('HINCRBY', key, 'v', 1)
-local h = redis.call('HMGET', key, 'user', 'exp', 'idle')
-if ARGV[3] == '1' then expireAt(key, h[2], h[3]) end
-return {0, version, tagged(m[4]), tagged(h[1]), h[2] or ''}
+local version = tonumber(v) + 1
+redis.call('HSET', key, 'v', string.format('%d', version), unpack(ARGV, 3, math.min(last, 1000)))
+hsetFrom(key, 1001, last)
+hdelFrom(key, last + 2, n)
+if exp == nil then exp = m[3] end
+if expiry then
+  if idle == nil then idle = m[4] end
+  expireAt(key, exp, idle)
+end
+if not index then return version end
+if user == nil then user = m[5] end
+return {version, tagged(m[5]), tagged(user), exp or ''}
 `);
 
 /** KEYS: hash. ARGV: idleExpiresAt. Moves the idle expiry and the native TTL; no version bump. */
@@ -209,18 +240,28 @@ return 1
 
 /**
  * Runs a script by SHA1 and loads it with EVAL on NOSCRIPT (first use on a node, a restart, a failover).
- * On Cluster, ioredis routes EVALSHA by its first key.
+ * `argv` holds the `numKeys` keys, then the arguments. On Cluster, ioredis routes EVALSHA by its first key.
  */
-export async function runScript(
+export function evalScript(
+  client: Redis | Cluster,
+  lua: LuaScript,
+  numKeys: number,
+  argv: string[],
+): Promise<unknown> {
+  return client.evalsha(lua.sha, numKeys, argv).catch((error: unknown) => {
+    if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
+    return client.eval(lua.lua, numKeys, argv);
+  });
+}
+
+/** `evalScript` with keys and arguments apart (numbers are sent as their decimal string). */
+export function runScript(
   client: Redis | Cluster,
   lua: LuaScript,
   keys: string[],
   args: (string | number)[],
 ): Promise<unknown> {
-  try {
-    return await client.evalsha(lua.sha, keys.length, ...keys, ...args);
-  } catch (error) {
-    if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
-    return await client.eval(lua.lua, keys.length, ...keys, ...args);
-  }
+  const argv = keys.slice();
+  for (const arg of args) argv.push(String(arg));
+  return evalScript(client, lua, keys.length, argv);
 }

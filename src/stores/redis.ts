@@ -1,13 +1,23 @@
 import { randomBytes } from "node:crypto";
+import type { Writable } from "node:stream";
 import { Cluster, Redis } from "ioredis";
 import { StowageError } from "../core/errors.js";
 import { expiryOf, type SessionRecord } from "../core/record.js";
-import { decodeAlias, decodeRecord, encodeDelta, recordFields } from "./redis-codec.js";
+import { type Deadline, Deadlines } from "./deadlines.js";
+import {
+  type AliasFields,
+  decodeAlias,
+  decodeRecord,
+  type EncodedDelta,
+  encodeDelta,
+  recordFields,
+} from "./redis-codec.js";
 import {
   COMMIT,
   CONSUME,
   DELETE,
   DELETE_IF_USER,
+  evalScript,
   INDEX_ADD,
   INSERT,
   LOCK,
@@ -46,6 +56,11 @@ export interface RedisStoreOptions {
 }
 
 const DAY = 86_400_000;
+/**
+ * Commands a corked socket collects before it flushes (see `#cork`): enough to save most syscalls, few
+ * enough that Redis starts on the first while the rest are still being issued.
+ */
+const CORK_BATCH = 8;
 const CONSUME_ATTEMPTS = 64;
 const ALIAS_HOPS = 8;
 const EVENT_TYPES = new Set(["ended", "replaced", "revoked"]);
@@ -71,6 +86,7 @@ function reply(value: unknown): unknown[] {
   return value;
 }
 
+/** 1 (or -1 from COMMIT): no such record; anything else: a version conflict or a live rename mark. */
 function statusError(status: unknown): StowageError {
   return status === 1
     ? new StowageError("SESSION_ENDED", "No session with that id")
@@ -132,6 +148,10 @@ export class RedisStore implements SessionStore {
   /** Tags this store's own events, so it can skip their echo (local listeners already had them). */
   readonly #source = randomBytes(9).toString("base64url");
   readonly #listeners = new Set<StoreEventListener>();
+  readonly #deadlines: Deadlines;
+  /** The socket corked until the next tick, if any, and the commands it holds (see `#cork`). */
+  #corked: Writable | undefined;
+  #batched = 0;
   #readyWait: Promise<void> | undefined;
   #subscriber: Redis | Cluster | undefined;
   #subscribing: Promise<void> | undefined;
@@ -153,6 +173,9 @@ export class RedisStore implements SessionStore {
     }
     this.#prefix = prefix;
     this.#timeoutMs = timeoutMs;
+    this.#deadlines = new Deadlines(timeoutMs, (what) =>
+      unavailable(`Redis ${what} timed out after ${timeoutMs} ms`),
+    );
     this.#channel = `${prefix}events`;
     this.#owned = options.client === undefined;
     this.#client = options.client ?? this.#open(options);
@@ -214,31 +237,73 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * Runs one store call under the `timeoutMs` bound. `alive()` tells a multi-step call whether its caller
-   * still waits, so it never passes a commit point after the caller was told it failed.
+   * Runs one store call under the `timeoutMs` bound. `call.expired` tells a multi-step call whether its
+   * caller still waits, so it never passes a commit point after the caller was told it failed. The hot
+   * path costs one Promise and one queue entry: all calls share one deadline timer, and a ready client
+   * is used at once.
    */
-  #run<T>(what: string, fn: (alive: () => boolean) => Promise<T>): Promise<T> {
+  #run<T>(what: string, fn: (call: Deadline) => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(unavailable("The Redis store is closed"));
-    let timedOut = false;
-    let timer: NodeJS.Timeout | undefined;
-    const alive = () => !timedOut;
-    const work = (async () => {
-      await this.#ready();
-      if (timedOut) throw unavailable(`Redis ${what} timed out`);
-      return fn(alive);
-    })();
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        timedOut = true;
-        reject(unavailable(`Redis ${what} timed out after ${this.#timeoutMs} ms`));
-      }, this.#timeoutMs);
+    return new Promise<T>((resolve, reject) => {
+      const deadlines = this.#deadlines;
+      const call = deadlines.track(reject, what);
+      const ready = this.#ready();
+      let work: Promise<T>;
+      if (ready === undefined) {
+        this.#cork();
+        try {
+          work = fn(call);
+        } catch (error) {
+          work = Promise.reject(error);
+        }
+      } else {
+        work = ready.then(() => {
+          if (call.expired) throw unavailable(`Redis ${what} timed out`);
+          this.#cork();
+          return fn(call);
+        });
+      }
+      work.then(
+        (value) => {
+          if (deadlines.settle(call)) resolve(value);
+        },
+        (error: unknown) => {
+          if (deadlines.settle(call)) reject(translate(error, what));
+        },
+      );
     });
-    return Promise.race([work, timeout])
-      .catch((error: unknown) => {
-        throw translate(error, what);
-      })
-      .finally(() => clearTimeout(timer));
   }
+
+  /**
+   * Coalesces the commands of the calls issued in one tick into few socket writes. ioredis writes each
+   * command at once, a syscall each on both sides; replies arrive in bursts and their callers answer in
+   * the same tick, so corking the socket until the next tick (as node-redis does) sends such a burst in
+   * writes of `CORK_BATCH` commands: far fewer syscalls, and Redis works on one batch while this process
+   * issues the next. Nothing waits longer than the current tick. Standalone clients only: a Cluster
+   * spreads a tick's commands over its nodes, whose sockets are its own business.
+   */
+  #cork(): void {
+    const corked = this.#corked;
+    if (corked !== undefined) {
+      if (++this.#batched < CORK_BATCH) return;
+      this.#batched = 0;
+      corked.uncork();
+      corked.cork();
+      return;
+    }
+    this.#batched = 0;
+    const stream = (this.#client as { stream?: Partial<Writable> }).stream;
+    if (typeof stream?.cork !== "function" || typeof stream.uncork !== "function") return;
+    stream.cork();
+    this.#corked = stream as Writable;
+    process.nextTick(this.#uncork);
+  }
+
+  readonly #uncork = (): void => {
+    const stream = this.#corked;
+    this.#corked = undefined;
+    stream?.uncork();
+  };
 
   #script(lua: LuaScript, keys: string[], args: (string | number)[]): Promise<unknown> {
     return runScript(this.#client, lua, keys, args);
@@ -261,55 +326,75 @@ export class RedisStore implements SessionStore {
     });
   }
 
-  async get(id: string): Promise<StoredRecord | undefined> {
-    return this.#run("get", async () => {
-      const hash = await this.#client.hgetall(this.#key(id));
-      const record = decodeRecord(id, hash);
-      if (record) return expiryOf(record) > Date.now() ? record : undefined;
-      const alias = decodeAlias(hash);
-      if (!alias || alias.until <= Date.now()) return undefined;
-      // A second round trip only for an alias. A chain (renamed again within the grace window) is
-      // followed a few hops; the first alias decides verifier and until, as the caller holds its token.
-      let target = alias.target;
-      for (let hop = 0; hop < ALIAS_HOPS; hop++) {
-        const next = await this.#client.hgetall(this.#key(target));
-        const found: StoredRecord | undefined = decodeRecord(target, next);
-        if (found) {
-          if (expiryOf(found) <= Date.now()) return undefined;
-          found.via = { from: id, verifier: alias.verifier, until: alias.until };
-          return found;
-        }
-        const further = decodeAlias(next);
-        if (!further) return undefined;
-        target = further.target;
-      }
-      return undefined;
-    });
+  get(id: string): Promise<StoredRecord | undefined> {
+    return this.#run("get", () => this.#client.hgetall(this.#key(id)).then((hash) => this.#found(id, hash)));
   }
 
-  async commit(id: string, delta: SessionDelta, options: CommitOptions = {}): Promise<number> {
-    const encoded = encodeDelta(delta);
-    const args = [
-      options.ifVersion ?? "",
-      Date.now(),
-      encoded.expiry ? "1" : "0",
-      encoded.set.length,
-      ...encoded.set,
-      ...encoded.unset,
-    ];
-    return this.#run("commit", async () => {
-      const result = reply(await this.#script(COMMIT, [this.#key(id)], args));
-      if (result[0] !== 0) throw statusError(result[0]);
-      if (encoded.index) {
-        const before = untag(result[2]);
-        const after = untag(result[3]);
-        await Promise.all([
-          after === undefined ? undefined : this.#indexAdd(after, id, Number(result[4])),
-          before === undefined || before === after ? undefined : this.#indexRemove(before, [id]),
-        ]);
+  #found(
+    id: string,
+    hash: Record<string, string>,
+  ): StoredRecord | undefined | Promise<StoredRecord | undefined> {
+    const record = decodeRecord(id, hash);
+    if (record) return expiryOf(record) > Date.now() ? record : undefined;
+    const alias = decodeAlias(hash);
+    if (!alias || alias.until <= Date.now()) return undefined;
+    return this.#followAlias(id, alias);
+  }
+
+  /**
+   * A second round trip only for an alias. A chain (renamed again within the grace window) is followed
+   * a few hops; the first alias decides verifier and until, as the caller holds its token.
+   */
+  async #followAlias(id: string, alias: AliasFields): Promise<StoredRecord | undefined> {
+    let target = alias.target;
+    for (let hop = 0; hop < ALIAS_HOPS; hop++) {
+      const next = await this.#client.hgetall(this.#key(target));
+      const found: StoredRecord | undefined = decodeRecord(target, next);
+      if (found) {
+        if (expiryOf(found) <= Date.now()) return undefined;
+        found.via = { from: id, verifier: alias.verifier, until: alias.until };
+        return found;
       }
-      return Number(result[1]);
-    });
+      const further = decodeAlias(next);
+      if (!further) return undefined;
+      target = further.target;
+    }
+    return undefined;
+  }
+
+  commit(id: string, delta: SessionDelta, options: CommitOptions = {}): Promise<number> {
+    let encoded: EncodedDelta;
+    try {
+      encoded = encodeDelta(delta);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const ifVersion = options.ifVersion;
+    const argv = [this.#key(id), ifVersion === undefined ? "" : String(ifVersion), String(Date.now())];
+    for (const arg of encoded.set) argv.push(arg);
+    if (encoded.unset.length > 0) {
+      argv.push("");
+      for (const field of encoded.unset) argv.push(field);
+    }
+    return this.#run("commit", () =>
+      evalScript(this.#client, COMMIT, 1, argv).then((result) => this.#committed(id, result)),
+    );
+  }
+
+  /** The version COMMIT replied, once the user index followed when `expiresAt` or `userId` changed. */
+  #committed(id: string, result: unknown): number | Promise<number> {
+    // A plain version unless one of those changed (an idle refresh alone never touches the index).
+    if (typeof result === "number") {
+      if (result < 0) throw statusError(-result);
+      return result;
+    }
+    const [version, before, after, expiresAt] = reply(result);
+    const oldUser = untag(before);
+    const newUser = untag(after);
+    return Promise.all([
+      newUser === undefined ? undefined : this.#indexAdd(newUser, id, Number(expiresAt)),
+      oldUser === undefined || oldUser === newUser ? undefined : this.#indexRemove(oldUser, [id]),
+    ]).then(() => Number(version));
   }
 
   /**
@@ -339,7 +424,7 @@ export class RedisStore implements SessionStore {
     const oldKey = this.#key(oldId);
     const newKey = this.#key(newRecord.id);
     const token = randomBytes(12).toString("base64url");
-    return this.#run("rename", async (alive) => {
+    return this.#run("rename", async (call) => {
       const now = Date.now();
       const begun = reply(
         await this.#script(
@@ -359,7 +444,7 @@ export class RedisStore implements SessionStore {
         if (inserted !== 1) throw duplicate();
         const indexed = newRecord.userId !== undefined;
         try {
-          if (!alive()) throw unavailable("Redis rename timed out");
+          if (call.expired) throw unavailable("Redis rename timed out");
           const until = options.graceMs > 0 ? Date.now() + options.graceMs : 0;
           finishing = true;
           const [finished] = await Promise.all([
