@@ -702,7 +702,11 @@ function hasKeys(object: object): boolean {
 function clearWritten(s: SessionState, delta: SessionDelta): void {
   const set = delta.set;
   if (set) {
-    for (const key of Object.keys(set)) if (s.pendingSet.get(key) === set[key]) s.pendingSet.delete(key);
+    const keys = Object.keys(set);
+    const unchanged = (key: string) => s.pendingSet.get(key) === set[key];
+    // Usually all that was pending got written: one clear beats deleting key by key (a delete may shrink the Map).
+    if (keys.length === s.pendingSet.size && keys.every(unchanged)) s.pendingSet.clear();
+    else for (const key of keys) if (unchanged(key)) s.pendingSet.delete(key);
   }
   if (delta.unset) for (const key of delta.unset) s.pendingUnset.delete(key);
   const pending = s.meta as Record<string, unknown>;
