@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { SessionDelta, SessionStore, StoredRecord, StoreEvent } from "../stores/types.js";
+import type { PeekedRecord, SessionDelta, SessionStore, StoredRecord, StoreEvent } from "../stores/types.js";
 import { type Clock, systemClock } from "./clock.js";
 import { isStowageError, StowageError } from "./errors.js";
 import { Emitter, type SessionEvents } from "./events.js";
@@ -12,13 +12,13 @@ import {
   adoptAttributes,
   CSRF_KEY,
   forgetSizes,
-  markOwned,
   renew,
   Session,
   type SessionHost,
   type SessionLease,
   type SessionState,
   sessionState,
+  setAttribute,
   state,
 } from "./session.js";
 import { issueToken, parseToken, verifySecret } from "./tokens.js";
@@ -119,7 +119,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   readonly #clock: Clock;
   readonly #host: SessionHost;
   /** The store's `peek`, bound, when it has one: loads then copy only the values a request reads. */
-  readonly #peek: ((id: string) => Promise<StoredRecord | undefined>) | undefined;
+  readonly #peek: ((id: string) => Promise<PeekedRecord | undefined>) | undefined;
   readonly #origin = randomBytes(8).toString("base64url");
   readonly #stats: SessionStats = {
     created: 0,
@@ -188,6 +188,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
         channel: undefined,
         attributes: {},
         borrowed: false,
+        encoded: undefined,
         newAt: 0,
       }),
     );
@@ -208,7 +209,9 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       this.#stats.malformed++;
       return null;
     }
-    const record = await (this.#peek ? this.#peek(parsed.id) : this.store.get(parsed.id));
+    const record: PeekedRecord | undefined = await (this.#peek
+      ? this.#peek(parsed.id)
+      : this.store.get(parsed.id));
     if (!record) {
       this.#stats.unknown++;
       return null;
@@ -507,8 +510,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
         continue;
       }
       s.idleExpiresAt = idle;
-      s.attributes[key] = value;
-      if (s.borrowed) markOwned(s, key);
+      setAttribute(s, key, value);
       s.pendingSet.delete(key);
       s.pendingUnset.delete(key);
       forgetSizes(s);
@@ -603,7 +605,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   }
 }
 
-function fromRecord(record: StoredRecord, token: string, secret: string, borrowed: boolean): SessionState {
+function fromRecord(record: PeekedRecord, token: string, secret: string, borrowed: boolean): SessionState {
   return sessionState({
     id: record.id,
     token,
@@ -623,6 +625,7 @@ function fromRecord(record: StoredRecord, token: string, secret: string, borrowe
     channel: record.channel,
     attributes: record.attributes,
     borrowed,
+    encoded: record.encoded,
     newAt: undefined,
   });
 }

@@ -79,6 +79,8 @@ export interface SessionState {
   borrowed: boolean;
   /** Keys whose values are this session's own although `borrowed` is set: copied, set or updated since. */
   owned: Set<string> | undefined;
+  /** Attributes still as JSON text (loaded through `peek`), parsed on first read; not in `attributes`. */
+  encoded: Record<string, string> | undefined;
   pendingSet: Map<string, JsonValue>;
   pendingUnset: Set<string>;
   meta: MetaPatch;
@@ -180,21 +182,17 @@ export class Session<A extends object = Attributes> {
   /** The value of one attribute. The returned value is the session's own: change it through `set`. */
   get<K extends keyof A & string>(key: K): A[K] | undefined {
     if (key === CSRF_KEY) return undefined;
-    const s = this[state];
-    const value = s.attributes[key];
-    if (value === undefined) return undefined;
-    if (s.borrowed && typeof value === "object" && value !== null) return ownValue(s, key, value) as A[K];
-    return value as A[K];
+    return readAttribute(this[state], key) as A[K] | undefined;
   }
 
   /** True when the attribute exists. */
   has(key: keyof A & string): boolean {
-    return key !== CSRF_KEY && Object.hasOwn(this[state].attributes, key);
+    return key !== CSRF_KEY && hasAttribute(this[state], key);
   }
 
   /** Attribute names. */
   keys(): (keyof A & string)[] {
-    return Object.keys(this[state].attributes).filter((k) => k !== CSRF_KEY) as (keyof A & string)[];
+    return attributeKeys(this[state]).filter((k) => k !== CSRF_KEY) as (keyof A & string)[];
   }
 
   /** Sets one attribute; INVALID_VALUE for a value that is not JSON, ATTRIBUTES_TOO_LARGE past the limit. */
@@ -212,13 +210,14 @@ export class Session<A extends object = Attributes> {
 
   #drop(key: string): void {
     const s = this.#writable();
-    if (!Object.hasOwn(s.attributes, key)) return;
+    if (!hasAttribute(s, key)) return;
     // Removing cannot exceed the limit: keep the bookkeeping only if it was already made.
     if (s.sizes) {
       s.totalBytes -= s.sizes.get(key) ?? 0;
       s.sizes.delete(key);
     }
     delete s.attributes[key];
+    if (s.encoded !== undefined) delete s.encoded[key];
     s.pendingSet.delete(key);
     s.pendingUnset.add(key);
   }
@@ -256,7 +255,7 @@ export class Session<A extends object = Attributes> {
     s.loginAt = s.commits;
     s.dirty = true;
     // A privilege change gets a fresh CSRF secret too, so a token seen before login is worthless after.
-    if (Object.hasOwn(s.attributes, CSRF_KEY)) this.#drop(CSRF_KEY);
+    if (hasAttribute(s, CSRF_KEY)) this.#drop(CSRF_KEY);
     if (s.storedId !== undefined) renew(s, "login", 0);
     return this;
   }
@@ -286,6 +285,7 @@ export class Session<A extends object = Attributes> {
       attributes: {},
       borrowed: false,
       owned: undefined,
+      encoded: undefined,
       meta: {},
       regenerate: undefined,
       sizes: undefined,
@@ -361,8 +361,7 @@ export class Session<A extends object = Attributes> {
 
   /** A per-session CSRF token for forms; creating it stores a random secret in the session. */
   get csrfToken(): string {
-    const s = this[state];
-    const existing = s.attributes[CSRF_KEY];
+    const existing = readAttribute(this[state], CSRF_KEY);
     if (typeof existing === "string") return existing;
     const created = randomBytes(32).toString("base64url");
     this.#write(CSRF_KEY, created);
@@ -371,7 +370,7 @@ export class Session<A extends object = Attributes> {
 
   /** Constant-time check of a submitted CSRF token. */
   verifyCsrf(token: unknown): boolean {
-    const expected = this[state].attributes[CSRF_KEY];
+    const expected = readAttribute(this[state], CSRF_KEY);
     if (typeof token !== "string" || typeof expected !== "string") return false;
     const a = Buffer.from(token);
     const b = Buffer.from(expected);
@@ -397,6 +396,7 @@ export class Session<A extends object = Attributes> {
     // Store a private copy so later mutation of the caller's object cannot change the session.
     const copy =
       typeof value === "object" && value !== null ? (JSON.parse(json) as JsonValue) : (value as JsonValue);
+    if (s.encoded !== undefined) delete s.encoded[key];
     setOwn(s.attributes, key, copy);
     if (s.borrowed && copy !== value) markOwned(s, key);
     s.pendingSet.set(key, copy);
@@ -410,9 +410,11 @@ export class Session<A extends object = Attributes> {
    * measure every attribute: that would cost a JSON.stringify of the whole bag per request.
    */
   #noLarger(key: string, size: number): boolean {
-    const attributes = this[state].attributes;
-    if (!Object.hasOwn(attributes, key)) return false;
-    return byteSize(key, JSON.stringify(attributes[key])) >= size;
+    const s = this[state];
+    if (s.encoded !== undefined && Object.hasOwn(s.encoded, key))
+      return byteSize(key, s.encoded[key]!) >= size;
+    if (!Object.hasOwn(s.attributes, key)) return false;
+    return byteSize(key, JSON.stringify(s.attributes[key])) >= size;
   }
 
   #writable(): SessionState {
@@ -430,6 +432,13 @@ export class Session<A extends object = Attributes> {
       const size = byteSize(key, JSON.stringify(s.attributes[key]));
       sizes.set(key, size);
       total += size;
+    }
+    if (s.encoded !== undefined) {
+      for (const key of Object.keys(s.encoded)) {
+        const size = byteSize(key, s.encoded[key]!);
+        sizes.set(key, size);
+        total += size;
+      }
     }
     s.sizes = sizes;
     s.totalBytes = total;
@@ -486,6 +495,7 @@ export type StateSeed = Pick<
   | "channel"
   | "attributes"
   | "borrowed"
+  | "encoded"
   | "newAt"
 >;
 
@@ -512,6 +522,7 @@ export function sessionState(seed: StateSeed): SessionState {
     attributes: seed.attributes,
     borrowed: seed.borrowed,
     owned: undefined,
+    encoded: seed.encoded,
     pendingSet: new Map(),
     pendingUnset: new Set(),
     meta: {},
@@ -531,19 +542,56 @@ export function sessionState(seed: StateSeed): SessionState {
   };
 }
 
-/** The session's own copy of a borrowed attribute value, made once and kept in place of the shared one. */
-function ownValue(s: SessionState, key: string, value: JsonValue): JsonValue {
-  if (s.owned?.has(key)) return value;
+/**
+ * The value of one attribute as the session may hand it out: a value borrowed from the store is copied
+ * on its first read, and one still in JSON text is parsed then; either is kept in place of the original.
+ */
+export function readAttribute(s: SessionState, key: string): JsonValue | undefined {
+  // An absent "__proto__" would read the prototype: only own keys are attributes.
+  const value = key === "__proto__" && !Object.hasOwn(s.attributes, key) ? undefined : s.attributes[key];
+  if (value === undefined)
+    return s.encoded !== undefined && Object.hasOwn(s.encoded, key) ? decode(s, key) : undefined;
+  if (!s.borrowed || typeof value !== "object" || value === null || s.owned?.has(key)) return value;
   const copy = cloneJson(value);
   setOwn(s.attributes, key, copy);
   markOwned(s, key);
   return copy;
 }
 
+function decode(s: SessionState, key: string): JsonValue {
+  const encoded = s.encoded!;
+  let value: JsonValue;
+  try {
+    value = JSON.parse(encoded[key]!) as JsonValue;
+  } catch (error) {
+    throw new StowageError("INVALID_VALUE", `stored attribute "${key}" is not valid JSON`, { cause: error });
+  }
+  delete encoded[key];
+  setOwn(s.attributes, key, value);
+  if (s.borrowed) markOwned(s, key);
+  return value;
+}
+
+function hasAttribute(s: SessionState, key: string): boolean {
+  return Object.hasOwn(s.attributes, key) || (s.encoded !== undefined && Object.hasOwn(s.encoded, key));
+}
+
+function attributeKeys(s: SessionState): string[] {
+  const keys = Object.keys(s.attributes);
+  return s.encoded === undefined ? keys : keys.concat(Object.keys(s.encoded));
+}
+
 /** Records that `key` holds a value of the session's own, so reading it needs no copy. */
-export function markOwned(s: SessionState, key: string): void {
+function markOwned(s: SessionState, key: string): void {
   s.owned ??= new Set();
   s.owned.add(key);
+}
+
+/** Sets an attribute to a value of the session's own that the store already holds (after `update`). */
+export function setAttribute(s: SessionState, key: string, value: JsonValue): void {
+  if (s.encoded !== undefined) delete s.encoded[key];
+  setOwn(s.attributes, key, value);
+  if (s.borrowed) markOwned(s, key);
 }
 
 /** Gives the session a whole attribute bag of its own (after a rename read it back from the store). */
@@ -551,6 +599,7 @@ export function adoptAttributes(s: SessionState, attributes: Attributes): void {
   s.attributes = attributes;
   s.borrowed = false;
   s.owned = undefined;
+  s.encoded = undefined;
 }
 
 /** Throws INVALID_VALUE unless `level` is an integer from 0 to 255. */

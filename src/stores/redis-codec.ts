@@ -1,4 +1,5 @@
 import { StowageError } from "../core/errors.js";
+import { setOwn } from "../core/json.js";
 import type {
   Attributes,
   ChannelState,
@@ -8,7 +9,7 @@ import type {
   MetaPatch,
   SessionRecord,
 } from "../core/record.js";
-import type { SessionDelta } from "./types.js";
+import type { PeekedRecord, SessionDelta } from "./types.js";
 
 /**
  * Attribute fields carry this prefix so an attribute can never collide with a meta field
@@ -131,23 +132,29 @@ export function decodeAlias(hash: Record<string, string>): AliasFields | undefin
 }
 
 /** The record a hash holds, or undefined for an empty hash or an alias. Builds fresh objects. */
-export function decodeRecord(id: string, hash: Record<string, string>): SessionRecord | undefined {
+export function decodeRecord(id: string, hash: Record<string, string>): SessionRecord | undefined;
+/** With `lazy`, attribute values stay JSON text in `encoded` (what `peek` hands out). */
+export function decodeRecord(
+  id: string,
+  hash: Record<string, string>,
+  lazy: boolean,
+): PeekedRecord | undefined;
+export function decodeRecord(
+  id: string,
+  hash: Record<string, string>,
+  lazy = false,
+): PeekedRecord | undefined {
   const version = hash[F.version];
   if (version === undefined) return undefined;
   const attributes: Attributes = {};
+  const encoded: Record<string, string> | undefined = lazy ? {} : undefined;
   for (const field of Object.keys(hash)) {
     if (!field.startsWith(ATTRIBUTE_PREFIX)) continue;
     const key = field.slice(ATTRIBUTE_PREFIX.length);
-    const value = JSON.parse(hash[field]!) as JsonValue;
-    // A plain assignment of "__proto__" would replace the prototype instead, so that one key is defined;
-    // every other key is assigned, which is much cheaper on the read path.
-    if (key === "__proto__") {
-      Object.defineProperty(attributes, key, { value, enumerable: true, writable: true, configurable: true });
-    } else {
-      attributes[key] = value;
-    }
+    if (encoded !== undefined) setOwn(encoded, key, hash[field]!);
+    else setOwn(attributes, key, JSON.parse(hash[field]!) as JsonValue);
   }
-  const record: SessionRecord = {
+  const record: PeekedRecord = {
     id,
     verifier: hash[F.verifier] ?? "",
     version: Number(version),
@@ -169,5 +176,6 @@ export function decodeRecord(id: string, hash: Record<string, string>): SessionR
   if (channel !== undefined) record.channel = JSON.parse(channel) as ChannelState;
   const connection = hash[F.connection];
   if (connection !== undefined) record.connection = JSON.parse(connection) as ConnectionRef;
+  if (encoded !== undefined) record.encoded = encoded;
   return record;
 }

@@ -32,6 +32,7 @@ import {
 } from "./redis-scripts.js";
 import type {
   CommitOptions,
+  PeekedRecord,
   RenameOptions,
   SessionDelta,
   SessionStore,
@@ -327,29 +328,39 @@ export class RedisStore implements SessionStore {
   }
 
   get(id: string): Promise<StoredRecord | undefined> {
-    return this.#run("get", () => this.#client.hgetall(this.#key(id)).then((hash) => this.#found(id, hash)));
+    return this.#run("get", () =>
+      this.#client.hgetall(this.#key(id)).then((hash) => this.#found(id, hash, false)),
+    );
+  }
+
+  /** Like `get`, but attribute values stay JSON text until the session reads them. */
+  peek(id: string): Promise<PeekedRecord | undefined> {
+    return this.#run("get", () =>
+      this.#client.hgetall(this.#key(id)).then((hash) => this.#found(id, hash, true)),
+    );
   }
 
   #found(
     id: string,
     hash: Record<string, string>,
-  ): StoredRecord | undefined | Promise<StoredRecord | undefined> {
-    const record = decodeRecord(id, hash);
+    lazy: boolean,
+  ): PeekedRecord | undefined | Promise<PeekedRecord | undefined> {
+    const record = decodeRecord(id, hash, lazy);
     if (record) return expiryOf(record) > Date.now() ? record : undefined;
     const alias = decodeAlias(hash);
     if (!alias || alias.until <= Date.now()) return undefined;
-    return this.#followAlias(id, alias);
+    return this.#followAlias(id, alias, lazy);
   }
 
   /**
    * A second round trip only for an alias. A chain (renamed again within the grace window) is followed
    * a few hops; the first alias decides verifier and until, as the caller holds its token.
    */
-  async #followAlias(id: string, alias: AliasFields): Promise<StoredRecord | undefined> {
+  async #followAlias(id: string, alias: AliasFields, lazy: boolean): Promise<PeekedRecord | undefined> {
     let target = alias.target;
     for (let hop = 0; hop < ALIAS_HOPS; hop++) {
       const next = await this.#client.hgetall(this.#key(target));
-      const found: StoredRecord | undefined = decodeRecord(target, next);
+      const found: PeekedRecord | undefined = decodeRecord(target, next, lazy);
       if (found) {
         if (expiryOf(found) <= Date.now()) return undefined;
         found.via = { from: id, verifier: alias.verifier, until: alias.until };

@@ -37,6 +37,13 @@ export interface AliasHit {
 /** A record as `get` returns it; `via` is set when the id asked for was a rotation alias. */
 export type StoredRecord = SessionRecord & { via?: AliasHit };
 
+/**
+ * What `peek` returns: a stored record whose attributes may be lent. A value in `attributes` may be the
+ * store's own object (copy it before changing it); a key in `encoded` holds the attribute's JSON text,
+ * parsed only when read, and is not in `attributes`.
+ */
+export type PeekedRecord = StoredRecord & { encoded?: Record<string, string> };
+
 /** An exclusive lease on one id across processes. */
 export interface StoreLock {
   /** Strictly increasing per id: a holder with a lower fence has lost its lease. */
@@ -77,10 +84,11 @@ export interface SessionStore {
   /** The record, or undefined; follows a rotation alias inside its grace window (see `StoredRecord.via`). */
   get(id: string): Promise<StoredRecord | undefined>;
   /**
-   * Optional fast lane for loading: like `get`, but the attribute values may be the store's own objects,
-   * which the caller must copy before changing. Only a store that would otherwise deep-copy needs it.
+   * Optional fast lane for loading: like `get`, but attributes may be lent (see `PeekedRecord`): values
+   * shared with the store, or JSON text left unparsed. A request usually reads one or two small values of
+   * a session, so a store whose `get` must deep-copy or parse every value offers this.
    */
-  peek?(id: string): Promise<StoredRecord | undefined>;
+  peek?(id: string): Promise<PeekedRecord | undefined>;
   /** Applies a delta atomically and returns the new version; SESSION_ENDED if the id does not exist. */
   commit(id: string, delta: SessionDelta, options?: CommitOptions): Promise<number>;
   /**

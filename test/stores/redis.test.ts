@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
+import { createSessions, StowageError } from "../../src/index.js";
 import { RedisStore } from "../../src/stores/redis.js";
 import { RENAME_BEGIN, RENAME_FINISH, runScript } from "../../src/stores/redis-scripts.js";
 import type { StoreEvent } from "../../src/stores/types.js";
@@ -40,10 +41,74 @@ async function commandCalls(name: string): Promise<number> {
   return match ? Number(match[1]) : 0;
 }
 
+/** The code of the StowageError `fn` throws, or undefined when it does not throw one. */
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof StowageError) return error.code;
+  }
+  return undefined;
+}
+
 const worker = fileURLToPath(new URL("./workers/redis-update-worker.ts", import.meta.url));
 const publisher = fileURLToPath(new URL("./workers/redis-publish-worker.ts", import.meta.url));
 
 describe("redis specifics", () => {
+  it("loads a session with its attributes unparsed and parses each on first read", async () => {
+    const sessions = createSessions<Record<string, unknown>>({ store: open() });
+    const s = sessions.create({ attributes: { cart: [1, 2], theme: "dark", n: 1, big: "x".repeat(100) } });
+    await s.save();
+    const peeked = await sessions.store.peek!(s.id);
+    expect(peeked?.attributes).toEqual({});
+    expect(peeked?.encoded).toEqual({
+      cart: "[1,2]",
+      theme: '"dark"',
+      n: "1",
+      big: JSON.stringify("x".repeat(100)),
+    });
+
+    const a = (await sessions.load(s.token))!;
+    expect(a.keys().sort()).toEqual(["big", "cart", "n", "theme"]);
+    expect(a.has("cart")).toBe(true);
+    const cart = a.get("cart") as number[];
+    expect(cart).toEqual([1, 2]);
+    expect(a.get("cart")).toBe(cart);
+    a.delete("theme");
+    a.set("n", 2);
+    expect(a.keys().sort()).toEqual(["big", "cart", "n"]);
+    await sessions.commit(a);
+    const b = (await sessions.load(s.token))!;
+    expect([b.get("theme"), b.get("n"), b.get("cart"), b.has("theme")]).toEqual([
+      undefined,
+      2,
+      [1, 2],
+      false,
+    ]);
+  });
+
+  it("counts unparsed attributes against maxAttributesBytes", async () => {
+    const sessions = createSessions<Record<string, unknown>>({ store: open(), maxAttributesBytes: 300 });
+    const s = sessions.create({ attributes: { big: "x".repeat(200) } });
+    await s.save();
+    const a = (await sessions.load(s.token))!;
+    expect(codeOf(() => a.set("other", "y".repeat(150)))).toBe("ATTRIBUTES_TOO_LARGE");
+    a.set("small", 1);
+    await sessions.commit(a);
+    expect((await sessions.load(s.token))!.get("big")).toBe("x".repeat(200));
+  });
+
+  it("a stored attribute that is not JSON fails its read with INVALID_VALUE, not the load", async () => {
+    const sessions = createSessions<Record<string, unknown>>({ store: open() });
+    const s = sessions.create({ attributes: { good: 1, bad: 2 } });
+    await s.save();
+    await raw.hset(`${prefix}{${s.id}}`, "a:bad", "{not json");
+    const a = (await sessions.load(s.token))!;
+    expect(a.get("good")).toBe(1);
+    expect(() => a.get("bad")).toThrowError(StowageError);
+    expect(codeOf(() => a.get("bad"))).toBe("INVALID_VALUE");
+  });
+
   it("stores a session as one hash: meta fields plus one a:<key> field per attribute", async () => {
     const store = open();
     const record = makeRecord({ userId: newUserId(), attributes: { cart: [1, 2], theme: "dark" } });
