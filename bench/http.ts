@@ -228,13 +228,13 @@ export async function run(): Promise<GroupReport> {
         " holding the same ~1 KB of attributes, then one cookie given to each connection in `setupClient`)." +
         ` Each request increments a counter in its session and answers it. Per pair: ${WARMUP_SECONDS} s` +
         ` warm-up on each server, then ${ROUND_SECONDS} s runs in the order A B B A A B B A; the figure is the mean.`,
-      "The no-session node:http baseline answers in a few microseconds of server CPU, so autocannon (one" +
-        " core) is close to being the bottleneck there; the ratio then understates how much faster the bare" +
-        " server is. Server CPU per request (user + system time of the server process over its rounds," +
-        " divided by the requests it served) does not depend on the load generator; part of the system" +
-        " time is the kernel waking autocannon for each response, which costs more the more often" +
-        " autocannon sleeps, that is the slower the server. stowage runs from the built package (`npm run" +
-        " bench` builds it first), as the peers run as published JavaScript.",
+      "Server CPU per request (user + system time of the server process over its rounds, divided by" +
+        " the requests it served) shows what the session work adds to each request without depending on" +
+        " the load generator: reading the cookie, the SHA-256 check of the secret, the store lookup, the" +
+        " counter's set and the commit. Part of the system time is the kernel waking autocannon for each" +
+        " response, which costs more the more often autocannon sleeps, that is the slower the server." +
+        " stowage runs from the built package (`npm run bench` builds it first), as the peers run as" +
+        " published JavaScript; RedisStore on ioredis 5.",
       "express-session runs with `resave: false, saveUninitialized: false` (its recommended, cheapest" +
         " setting); connect-redis v9 on a node-redis client, RedisStore on ioredis; Redis on loopback.",
       `Lost-update contrast (not a test): ${PARALLEL} requests sent at once on one cookie against express +` +
