@@ -563,8 +563,9 @@ function decode(s: SessionState, key: string): JsonValue {
   let value: JsonValue;
   try {
     value = JSON.parse(encoded[key]!) as JsonValue;
-  } catch (error) {
-    throw new StowageError("INVALID_VALUE", `stored attribute "${key}" is not valid JSON`, { cause: error });
+  } catch {
+    // No cause attached: the parser's message quotes the text, which may be a secret (the CSRF key's).
+    throw new StowageError("INVALID_VALUE", `stored attribute "${key}" is not valid JSON`);
   }
   delete encoded[key];
   setOwn(s.attributes, key, value);

@@ -107,6 +107,13 @@ describe("redis specifics", () => {
     expect(a.get("good")).toBe(1);
     expect(() => a.get("bad")).toThrowError(StowageError);
     expect(codeOf(() => a.get("bad"))).toBe("INVALID_VALUE");
+    // The stored text (it could be a secret) appears neither in the message nor in a cause.
+    try {
+      a.get("bad");
+    } catch (error) {
+      expect(String((error as Error).message)).not.toContain("not json");
+      expect((error as Error).cause).toBeUndefined();
+    }
   });
 
   it("stores a session as one hash: meta fields plus one a:<key> field per attribute", async () => {
