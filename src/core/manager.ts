@@ -1,6 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { PeekedRecord, SessionDelta, SessionStore, StoredRecord, StoreEvent } from "../stores/types.js";
+import type {
+  PeekedRecord,
+  SessionDelta,
+  SessionStore,
+  StoredRecord,
+  StoreEvent,
+  SyncLane,
+} from "../stores/types.js";
 import { type Clock, systemClock } from "./clock.js";
 import { isStowageError, StowageError } from "./errors.js";
 import { Emitter, type SessionEvents } from "./events.js";
@@ -21,7 +28,7 @@ import {
   setAttribute,
   state,
 } from "./session.js";
-import { issueToken, parseToken, verifySecret } from "./tokens.js";
+import { issueToken, type ParsedToken, parseToken, verifySecret } from "./tokens.js";
 
 /** Options for `createSessions`. */
 export interface SessionsOptions {
@@ -120,6 +127,8 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   readonly #host: SessionHost;
   /** The store's `peek`, bound, when it has one: loads then copy only the values a request reads. */
   readonly #peek: ((id: string) => Promise<PeekedRecord | undefined>) | undefined;
+  /** The store's synchronous lane, when it lives in this process and has one. */
+  readonly #lane: SyncLane | undefined;
   readonly #origin = randomBytes(8).toString("base64url");
   readonly #stats: SessionStats = {
     created: 0,
@@ -139,6 +148,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     super();
     this.store = store;
     this.#peek = store.peek?.bind(store);
+    this.#lane = syncLane(store);
     this.ttl = positive("ttl", options.ttl, 14 * DAY);
     this.idleTimeout = positive("idleTimeout", options.idleTimeout, 30 * 60_000);
     this.#touchAfter = nonNegative("touchAfter", options.touchAfter, Math.min(this.idleTimeout / 10, 60_000));
@@ -209,9 +219,33 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       this.#stats.malformed++;
       return null;
     }
-    const record: PeekedRecord | undefined = await (this.#peek
-      ? this.#peek(parsed.id)
-      : this.store.get(parsed.id));
+    const record = await (this.#peek ? this.#peek(parsed.id) : this.store.get(parsed.id));
+    return this.#loaded(token as string, parsed, record, this.#peek !== undefined);
+  }
+
+  /**
+   * @internal `load` answered at once, when the store has a synchronous lane (an in-process store):
+   * the session or null, or undefined when the store has none and `load` must be awaited. Throws what
+   * `load` rejects with.
+   */
+  loadNow(token: unknown): Session<A> | null | undefined {
+    const lane = this.#lane;
+    if (lane === undefined) return undefined;
+    const parsed = parseToken(token);
+    if (!parsed) {
+      this.#stats.malformed++;
+      return null;
+    }
+    return this.#loaded(token as string, parsed, lane.peekNow(parsed.id), true);
+  }
+
+  /** The session a fetched record makes for this token, or null (counted and emitted) when it may not. */
+  #loaded(
+    token: string,
+    parsed: ParsedToken,
+    record: PeekedRecord | undefined,
+    borrowed: boolean,
+  ): Session<A> | null {
     if (!record) {
       this.#stats.unknown++;
       return null;
@@ -233,10 +267,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     }
     this.#stats.loaded++;
     if (this.listens("loaded")) this.emit("loaded", { id: record.id });
-    return new Session<A>(
-      this.#host,
-      fromRecord(record, token as string, parsed.secret, this.#peek !== undefined),
-    );
+    return new Session<A>(this.#host, fromRecord(record, token, parsed.secret, borrowed));
   }
 
   /**
@@ -249,6 +280,47 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   }
 
   /** Runs commits of one session one after another; the usual lone commit starts at once. */
+  /**
+   * @internal `commit` done at once, when the store has a synchronous lane and the commit is the usual
+   * kind (a delta, an idle refresh or nothing, on a stored session, with no other commit in flight):
+   * true if the store was written. Undefined when it must go through `commit` instead. Throws what
+   * `commit` rejects with.
+   */
+  commitNow(session: Session<A>, options: CommitOptions = {}): boolean | undefined {
+    const lane = this.#lane;
+    const s = session[state];
+    if (lane === undefined || s.queued > 0 || s.ended || s.dropId !== undefined || s.regenerate)
+      return undefined;
+    if (s.storedId === undefined) return undefined;
+    const now = this.#clock.now();
+    const rotate = options.rotate ?? true;
+    if (rotate && this.#rotateEvery > 0 && now - s.rotatedAt >= this.#rotateEvery) return undefined;
+    const idle = now + this.idleTimeout;
+    const delta = pendingDelta(s, idle);
+    if (delta) {
+      let version: number;
+      try {
+        version = lane.commitNow(s.storedId, delta);
+      } catch (error) {
+        // The id may have become a rotation alias: the async path follows it.
+        if (isStowageError(error, "SESSION_ENDED")) return undefined;
+        throw error;
+      }
+      s.version = version;
+      s.idleExpiresAt = idle;
+      clearWritten(s, delta);
+      s.commits++;
+      return true;
+    }
+    const touch = now - (s.idleExpiresAt - this.idleTimeout) >= this.#touchAfter;
+    if (touch) {
+      lane.touchNow(s.storedId, idle);
+      s.idleExpiresAt = idle;
+    }
+    s.commits++;
+    return touch;
+  }
+
   #serialized(s: SessionState, rotate: boolean): Promise<boolean> {
     const previous = s.committing;
     const next = () => this.#commit(s, rotate);
@@ -676,6 +748,16 @@ function applyRecordMeta(s: SessionState, r: SessionRecord): void {
 }
 
 const NOTHING_WRITTEN: Promise<boolean> = Promise.resolve(false);
+
+/** The store's synchronous lane, bound, if it offers all of it. */
+function syncLane(store: SessionStore): SyncLane | undefined {
+  if (!store.peekNow || !store.commitNow || !store.touchNow) return undefined;
+  return {
+    peekNow: store.peekNow.bind(store),
+    commitNow: store.commitNow.bind(store),
+    touchNow: store.touchNow.bind(store),
+  };
+}
 
 /** The delta a commit writes, with the idle expiry moved to `idle`; undefined when nothing is pending. */
 function pendingDelta(s: SessionState, idle: number): SessionDelta | undefined {

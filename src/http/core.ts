@@ -38,6 +38,11 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
     return this.#session;
   }
 
+  /** @internal True once a load was started (it may still be running). */
+  get started(): boolean {
+    return this.#promise !== undefined;
+  }
+
   /** True once the session has been loaded (or created). */
   get loaded(): boolean {
     return this.#session !== undefined;
@@ -58,8 +63,20 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
     return this.#promise;
   }
 
-  async #open(): Promise<Session<A>> {
-    const loaded = this.token === undefined ? null : await this.#sessions.load(this.token);
+  #open(): Promise<Session<A>> {
+    if (this.token === undefined) return Promise.resolve(this.#adopt(null));
+    // An in-process store answers at once: the session is ready before the first await resumes.
+    let now: Session<A> | null | undefined;
+    try {
+      now = this.#sessions.loadNow(this.token);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (now !== undefined) return Promise.resolve(this.#adopt(now));
+    return this.#sessions.load(this.token).then((loaded) => this.#adopt(loaded));
+  }
+
+  #adopt(loaded: Session<A> | null): Session<A> {
     this.#found = loaded !== null;
     this.#session = loaded ?? this.#sessions.create();
     return this.#session;
@@ -120,6 +137,31 @@ export async function commitSession<A extends object>(
     return lazy.via === "cookie" && lazy.found ? carriage.clear(secure) : undefined;
   }
   return cookieFor(lazy, session, carriage, secure);
+}
+
+/**
+ * `commitSession` done at once, when it can be (see `Sessions.commitNow`): the Set-Cookie to send (or
+ * undefined) in a box, or undefined when the commit must be awaited through `commitSession`. Throws what
+ * `commitSession` rejects with.
+ */
+export function commitSessionNow<A extends object>(
+  sessions: Sessions<A>,
+  lazy: LazySession<A>,
+  carriage: Carriage,
+  secure: boolean,
+  rotate: boolean,
+): { cookie: string | undefined } | undefined {
+  const session = lazy.peek();
+  if (!session) return lazy.started ? undefined : { cookie: undefined };
+  let wrote: boolean | undefined;
+  try {
+    wrote = sessions.commitNow(session, { rotate: rotate && lazy.via !== "header" });
+  } catch (error) {
+    if (!isStowageError(error, "SESSION_ENDED")) throw error;
+    return { cookie: lazy.via === "cookie" && lazy.found ? carriage.clear(secure) : undefined };
+  }
+  if (wrote === undefined) return undefined;
+  return { cookie: cookieFor(lazy, session, carriage, secure) };
 }
 
 /** True for the failure that becomes a 503: the store could not be reached. */

@@ -4,6 +4,7 @@ import type { Sessions } from "../core/manager.js";
 import { Carriage, type HttpSessionOptions } from "./carriage.js";
 import {
   commitSession,
+  commitSessionNow,
   cookieFor,
   isUnavailable,
   type LazySession,
@@ -110,8 +111,23 @@ export function attachSession<A extends object>(
 
   res.end = function (this: ServerResponse, ...args: unknown[]) {
     if (phase !== "open") return (realEnd as (...a: unknown[]) => ServerResponse).apply(this, args);
-    phase = "closing";
     const rotate = !this.headersSent;
+    // The usual commit on an in-process store is done at once, and the response goes out in this turn.
+    let now: { cookie: string | undefined } | undefined;
+    try {
+      now = commitSessionNow(sessions, lazy, carriage, secure, rotate);
+    } catch (error) {
+      phase = "closed";
+      report(error);
+      answer(error);
+      return this;
+    }
+    if (now !== undefined) {
+      phase = "closed";
+      if (now.cookie !== undefined && !this.headersSent) appendSetCookie(this, now.cookie);
+      return (realEnd as (...a: unknown[]) => ServerResponse).apply(this, args);
+    }
+    phase = "closing";
     commitSession(sessions, lazy, carriage, secure, rotate).then(
       (cookie) => {
         phase = "closed";

@@ -127,6 +127,11 @@ export class MemoryStore implements SessionStore {
     return this.find(id, borrowRecord);
   }
 
+  /** `peek`, answered at once (see `SyncLane`). */
+  peekNow(id: string): StoredRecord | undefined {
+    return this.find(id, borrowRecord);
+  }
+
   private find(id: string, copy: (record: SessionRecord) => SessionRecord): StoredRecord | undefined {
     this.assertOpen();
     const now = Date.now();
@@ -150,6 +155,11 @@ export class MemoryStore implements SessionStore {
   }
 
   async commit(id: string, delta: SessionDelta, options?: CommitOptions): Promise<number> {
+    return this.commitNow(id, delta, options);
+  }
+
+  /** `commit`, answered at once (see `SyncLane`). */
+  commitNow(id: string, delta: SessionDelta, options?: CommitOptions): number {
     this.assertOpen();
     const entry = this.live(id, Date.now());
     if (!entry) throw ended();
@@ -201,6 +211,11 @@ export class MemoryStore implements SessionStore {
   }
 
   async touch(id: string, idleExpiresAt: number): Promise<void> {
+    this.touchNow(id, idleExpiresAt);
+  }
+
+  /** `touch`, answered at once (see `SyncLane`). */
+  touchNow(id: string, idleExpiresAt: number): void {
     this.assertOpen();
     const entry = this.live(id, Date.now());
     if (!entry) return;

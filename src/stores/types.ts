@@ -72,6 +72,14 @@ export interface StoreEvent {
 export type StoreEventListener = (event: StoreEvent) => void;
 
 /**
+ * The synchronous lane an in-process store may offer: `peekNow`, `commitNow` and `touchNow` do what
+ * `peek`, `commit` and `touch` do, with the same errors thrown instead of rejected. The manager then
+ * loads and commits a session without waiting a turn of the event loop, so an HTTP response that needs
+ * only that goes out at once. A store offers all three or none.
+ */
+export type SyncLane = Required<Pick<SessionStore, "peekNow" | "commitNow" | "touchNow">>;
+
+/**
  * The contract every store implements and `test/conformance` checks.
  * Errors are StowageError: DUPLICATE_ID, VERSION_CONFLICT, SESSION_ENDED (no such id), STORE_UNAVAILABLE.
  * Records passed in and returned are copies: callers never share objects with the store (`peek` aside).
@@ -89,6 +97,12 @@ export interface SessionStore {
    * a session, so a store whose `get` must deep-copy or parse every value offers this.
    */
   peek?(id: string): Promise<PeekedRecord | undefined>;
+  /** Optional synchronous lane of a store that lives in this process (see `SyncLane`). */
+  peekNow?(id: string): PeekedRecord | undefined;
+  /** Optional synchronous lane of a store that lives in this process (see `SyncLane`). */
+  commitNow?(id: string, delta: SessionDelta, options?: CommitOptions): number;
+  /** Optional synchronous lane of a store that lives in this process (see `SyncLane`). */
+  touchNow?(id: string, idleExpiresAt: number): void;
   /** Applies a delta atomically and returns the new version; SESSION_ENDED if the id does not exist. */
   commit(id: string, delta: SessionDelta, options?: CommitOptions): Promise<number>;
   /**

@@ -136,4 +136,27 @@ export function recordTests(getStore: StoreGetter): void {
     expect(again && materialized(again).attributes).toEqual({ list: [9], n: 1 });
     expect(await store.peek("AAAAAAAAAAAAAAAAAAAAAA")).toBeUndefined();
   });
+
+  it("the synchronous lane, where a store has it, does what the async calls do, at once", async (ctx) => {
+    const store = getStore();
+    if (!store.peekNow || !store.commitNow || !store.touchNow) return ctx.skip();
+    const record = makeRecord({ attributes: { n: 1 } });
+    await store.insert(record);
+    const peeked = store.peekNow(record.id);
+    if (!peeked) throw new Error("record missing");
+    expect(materialized(peeked)).toEqual(await store.get(record.id));
+    expect(store.commitNow(record.id, { set: { n: 2 } }, { ifVersion: 1 })).toBe(2);
+    expect((await store.get(record.id))?.attributes.n).toBe(2);
+    const idle = record.idleExpiresAt - 1000;
+    store.touchNow(record.id, idle);
+    expect((await store.get(record.id))?.idleExpiresAt).toBe(idle);
+    expect(() => store.commitNow!(record.id, { set: { n: 3 } }, { ifVersion: 1 })).toThrowError(
+      expect.objectContaining({ code: "VERSION_CONFLICT" }),
+    );
+    expect(() => store.commitNow!("AAAAAAAAAAAAAAAAAAAAAA", { set: { n: 3 } })).toThrowError(
+      expect.objectContaining({ code: "SESSION_ENDED" }),
+    );
+    expect(store.peekNow("AAAAAAAAAAAAAAAAAAAAAA")).toBeUndefined();
+    expect((await store.get(record.id))?.version).toBe(2);
+  });
 }

@@ -125,6 +125,45 @@ describe("values shared with the store (MemoryStore peek)", () => {
   });
 });
 
+describe("the synchronous lane (MemoryStore)", () => {
+  it("loads and commits at once, and leaves the unusual commits to commit()", async () => {
+    const sessions = make<{ n: number }>({ rotateEvery: 60_000 });
+    const s = sessions.create({ attributes: { n: 1 } });
+    await s.save();
+    const a = sessions.loadNow(s.token)!;
+    expect(a.get("n")).toBe(1);
+    expect(sessions.loadNow("junk")).toBeNull();
+    a.set("n", 2);
+    expect(sessions.commitNow(a)).toBe(true);
+    // Written before any await: a second load sees it at once.
+    expect(sessions.loadNow(s.token)!.get("n")).toBe(2);
+    expect(sessions.commitNow(a)).toBe(false);
+    a.login("ada");
+    expect(sessions.commitNow(a)).toBeUndefined();
+    expect(await sessions.commit(a)).toBe(true);
+    const pending = sessions.commit(a);
+    a.set("n", 3);
+    expect(sessions.commitNow(a)).toBeUndefined();
+    await pending;
+    a.end();
+    expect(sessions.commitNow(a)).toBeUndefined();
+  });
+
+  it("is absent on a store without one: loadNow and commitNow answer undefined", async () => {
+    // The same memory store, seen through an object that hides its synchronous lane.
+    const lean = Object.create(new MemoryStore(), { peekNow: { value: undefined } }) as MemoryStore;
+    const sessions = make({ store: lean });
+    const s = sessions.create({ attributes: { n: 1 } });
+    await s.save();
+    expect(sessions.loadNow(s.token)).toBeUndefined();
+    const loaded = (await sessions.load(s.token))!;
+    loaded.set("n", 2);
+    expect(sessions.commitNow(loaded)).toBeUndefined();
+    expect(await sessions.commit(loaded)).toBe(true);
+    expect((await sessions.load(s.token))!.get("n")).toBe(2);
+  });
+});
+
 describe("expiry with an injected clock", () => {
   it("enforces the absolute ttl even when the session stays busy", async () => {
     const clock = fakeClock();

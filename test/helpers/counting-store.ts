@@ -1,9 +1,12 @@
 import type { SessionStore } from "../../src/stores/types.js";
 
 /**
- * A real store wrapped so a test can count the calls made to it (a wrapper, not a mock). `peek` is
- * counted as "get": it is get's fast lane on stores that have it, and tests count reads, not lanes.
+ * A real store wrapped so a test can count the calls made to it (a wrapper, not a mock). The fast lanes
+ * count as the call they stand for (`peek` and `peekNow` as "get", `commitNow` as "commit", `touchNow` as
+ * "touch"): tests count what reaches the store, not which lane it took.
  */
+const LANES: Record<string, string> = { peek: "get", peekNow: "get", commitNow: "commit", touchNow: "touch" };
+
 export function countingStore<S extends SessionStore>(
   store: S,
 ): { store: S; calls: string[]; reset(): void } {
@@ -13,7 +16,7 @@ export function countingStore<S extends SessionStore>(
       const value = Reflect.get(target, key, receiver);
       if (typeof value !== "function" || key === "constructor") return value;
       return (...args: unknown[]) => {
-        calls.push(key === "peek" ? "get" : String(key));
+        calls.push(LANES[String(key)] ?? String(key));
         return (value as (...a: unknown[]) => unknown).apply(target, args);
       };
     },
