@@ -13,7 +13,17 @@ export function serializeJson(value: unknown, key: string): string {
   // Most values a request writes are flat (a counter, a flag, a name): no cycle bookkeeping for them.
   if (typeof value === "object" && value !== null) assertJson(value, key, new Set());
   else assertJson(value, key, NO_CYCLES);
-  return JSON.stringify(value);
+  return jsonText(value as JsonValue);
+}
+
+/**
+ * JSON.stringify of a JSON value, with numbers, booleans and null spelled in JS: JSON.stringify is a
+ * call into C++ even for a counter, while String() of a finite number is already its JSON text.
+ */
+export function jsonText(value: JsonValue): string {
+  return typeof value === "number" || typeof value === "boolean" || value === null
+    ? String(value)
+    : JSON.stringify(value);
 }
 
 function assertJson(value: unknown, key: string, seen: Set<object>): asserts value is JsonValue {
@@ -61,7 +71,8 @@ export function attributeBytes(key: string, json: string): number {
 /** Bytes a whole attribute bag counts against `maxAttributesBytes`. */
 export function attributesBytes(attributes: Record<string, unknown>): number {
   let total = 0;
-  for (const key of Object.keys(attributes)) total += attributeBytes(key, JSON.stringify(attributes[key]));
+  for (const key of Object.keys(attributes))
+    total += attributeBytes(key, jsonText(attributes[key] as JsonValue));
   return total;
 }
 

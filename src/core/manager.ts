@@ -789,8 +789,9 @@ function clearWritten(s: SessionState, delta: SessionDelta): void {
   if (set) {
     const keys = Object.keys(set);
     const unchanged = (key: string) => s.pendingSet.get(key) === set[key];
-    // Usually all that was pending got written: one clear beats deleting key by key (a delete may shrink the Map).
-    if (keys.length === s.pendingSet.size && keys.every(unchanged)) s.pendingSet.clear();
+    // Usually all that was pending got written: a new Map beats deleting key by key (a delete may shrink
+    // the Map) and clear() (a call into C++).
+    if (keys.length === s.pendingSet.size && keys.every(unchanged)) s.pendingSet = new Map();
     else for (const key of keys) if (unchanged(key)) s.pendingSet.delete(key);
   }
   if (delta.unset) for (const key of delta.unset) s.pendingUnset.delete(key);

@@ -1,6 +1,6 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { StowageError } from "./errors.js";
-import { attributeBytes as byteSize, cloneJson, serializeJson, setOwn } from "./json.js";
+import { attributeBytes as byteSize, cloneJson, jsonText, serializeJson, setOwn } from "./json.js";
 import type { KeyRing } from "./keyring.js";
 import type { Attributes, JsonValue, LoginType, MetaPatch, SessionRecord } from "./record.js";
 import { type IssuedToken, issueToken } from "./tokens.js";
@@ -414,7 +414,7 @@ export class Session<A extends object = Attributes> {
     if (s.encoded !== undefined && Object.hasOwn(s.encoded, key))
       return byteSize(key, s.encoded[key]!) >= size;
     if (!Object.hasOwn(s.attributes, key)) return false;
-    return byteSize(key, JSON.stringify(s.attributes[key])) >= size;
+    return byteSize(key, jsonText(s.attributes[key]!)) >= size;
   }
 
   #writable(): SessionState {
@@ -429,7 +429,7 @@ export class Session<A extends object = Attributes> {
     const sizes = new Map<string, number>();
     let total = 0;
     for (const key of Object.keys(s.attributes)) {
-      const size = byteSize(key, JSON.stringify(s.attributes[key]));
+      const size = byteSize(key, jsonText(s.attributes[key]!));
       sizes.set(key, size);
       total += size;
     }

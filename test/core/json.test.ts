@@ -1,6 +1,7 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { StowageError } from "../../src/core/errors.js";
-import { serializeJson } from "../../src/core/json.js";
+import { jsonText, serializeJson } from "../../src/core/json.js";
 
 describe("serializeJson", () => {
   it("accepts JSON values", () => {
@@ -35,5 +36,18 @@ describe("serializeJson", () => {
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
     expect(() => serializeJson(cyclic, "v")).toThrowError(/cycle/);
+  });
+
+  it("jsonText spells every JSON value as JSON.stringify does", () => {
+    for (const n of [0, -0, 1, -1.5, 1e21, 1e-7, 5e-324, Number.MAX_SAFE_INTEGER, 2 ** 64, 0.1 + 0.2]) {
+      expect(jsonText(n)).toBe(JSON.stringify(n));
+    }
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const json = JSON.parse(JSON.stringify(value));
+        expect(jsonText(json)).toBe(JSON.stringify(json));
+      }),
+      { numRuns: 2_000 },
+    );
   });
 });
