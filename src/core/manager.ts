@@ -279,7 +279,6 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     return this.#serialized(session[state], options.rotate ?? true);
   }
 
-  /** Runs commits of one session one after another; the usual lone commit starts at once. */
   /**
    * @internal `commit` done at once, when the store has a synchronous lane and the commit is the usual
    * kind (a delta, an idle refresh or nothing, on a stored session, with no other commit in flight):
@@ -289,38 +288,43 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   commitNow(session: Session<A>, options: CommitOptions = {}): boolean | undefined {
     const lane = this.#lane;
     const s = session[state];
-    if (lane === undefined || s.queued > 0 || s.ended || s.dropId !== undefined || s.regenerate)
-      return undefined;
-    if (s.storedId === undefined) return undefined;
-    const now = this.#clock.now();
-    const rotate = options.rotate ?? true;
-    if (rotate && this.#rotateEvery > 0 && now - s.rotatedAt >= this.#rotateEvery) return undefined;
-    const idle = now + this.idleTimeout;
-    const delta = pendingDelta(s, idle);
-    if (delta) {
+    if (lane === undefined || s.queued > 0) return undefined;
+    const plan = this.#plan(s, options.rotate ?? true);
+    if (typeof plan === "string") return undefined;
+    if (plan.delta) {
       let version: number;
       try {
-        version = lane.commitNow(s.storedId, delta);
+        version = lane.commitNow(s.storedId!, plan.delta);
       } catch (error) {
         // The id may have become a rotation alias: the async path follows it.
         if (isStowageError(error, "SESSION_ENDED")) return undefined;
         throw error;
       }
-      s.version = version;
-      s.idleExpiresAt = idle;
-      clearWritten(s, delta);
-      s.commits++;
-      return true;
-    }
-    const touch = now - (s.idleExpiresAt - this.idleTimeout) >= this.#touchAfter;
-    if (touch) {
-      lane.touchNow(s.storedId, idle);
-      s.idleExpiresAt = idle;
+      deltaWritten(s, plan.delta, plan.idle, version);
+    } else if (plan.touch) {
+      lane.touchNow(s.storedId!, plan.idle);
+      s.idleExpiresAt = plan.idle;
     }
     s.commits++;
-    return touch;
+    return plan.delta !== undefined || plan.touch;
   }
 
+  /**
+   * What the usual commit of a stored session writes: its pending delta (with the idle refresh), or the
+   * idle refresh alone when it is due, or nothing. "lifecycle" when the session ended, logged out, is new
+   * or gets a new id; "rotate" when routine rotation is due.
+   */
+  #plan(s: SessionState, rotate: boolean): CommitPlan | "lifecycle" | "rotate" {
+    if (s.ended || s.dropId !== undefined || s.storedId === undefined || s.regenerate) return "lifecycle";
+    const now = this.#clock.now();
+    if (rotate && this.#rotateEvery > 0 && now - s.rotatedAt >= this.#rotateEvery) return "rotate";
+    const idle = now + this.idleTimeout;
+    const delta = pendingDelta(s, idle);
+    const touch = delta === undefined && now - (s.idleExpiresAt - this.idleTimeout) >= this.#touchAfter;
+    return { delta, touch, idle };
+  }
+
+  /** Runs commits of one session one after another; the usual lone commit starts at once. */
   #serialized(s: SessionState, rotate: boolean): Promise<boolean> {
     const previous = s.committing;
     const next = () => this.#commit(s, rotate);
@@ -405,26 +409,18 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
    * session) goes straight to the store without an async frame of its own; the rest takes #writeLifecycle.
    */
   #write(s: SessionState, rotate: boolean): Promise<boolean> {
-    if (s.ended || s.dropId !== undefined || s.storedId === undefined || s.regenerate) {
-      return this.#writeLifecycle(s, rotate);
-    }
-    const now = this.#clock.now();
-    if (rotate && this.#rotateEvery > 0 && now - s.rotatedAt >= this.#rotateEvery) return this.#rotate(s);
-    const idle = now + this.idleTimeout;
-    const delta = pendingDelta(s, idle);
+    const plan = this.#plan(s, rotate);
+    if (plan === "lifecycle") return this.#writeLifecycle(s, rotate);
+    if (plan === "rotate") return this.#rotate(s);
+    const { delta, idle } = plan;
     if (delta) {
       return this.#retarget(
         s,
         (id) => this.store.commit(id, delta),
-        (version) => {
-          s.version = version;
-          s.idleExpiresAt = idle;
-          clearWritten(s, delta);
-          return true;
-        },
+        (version) => deltaWritten(s, delta, idle, version),
       );
     }
-    if (now - (s.idleExpiresAt - this.idleTimeout) >= this.#touchAfter) {
+    if (plan.touch) {
       return this.#retarget(
         s,
         (id) => this.store.touch(id, idle),
@@ -748,6 +744,21 @@ function applyRecordMeta(s: SessionState, r: SessionRecord): void {
 }
 
 const NOTHING_WRITTEN: Promise<boolean> = Promise.resolve(false);
+
+/** What the usual commit writes (see `#plan`). */
+interface CommitPlan {
+  delta: SessionDelta | undefined;
+  touch: boolean;
+  idle: number;
+}
+
+/** Books a written delta on the session: its new version and idle expiry; what it wrote is no longer pending. */
+function deltaWritten(s: SessionState, delta: SessionDelta, idle: number, version: number): true {
+  s.version = version;
+  s.idleExpiresAt = idle;
+  clearWritten(s, delta);
+  return true;
+}
 
 /** The store's synchronous lane, bound, if it offers all of it. */
 function syncLane(store: SessionStore): SyncLane | undefined {
