@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type session from "express-session";
+import type { Redis } from "ioredis";
 import type { Attributes } from "stowage";
 import type { Rate } from "./report.js";
 
@@ -29,4 +30,14 @@ export function rate(label: string, figures: Map<string, number>, name: string):
   const perSecond = figures.get(name);
   if (perSecond === undefined) throw new Error(`no figure for ${name}`);
   return { label, perSecond };
+}
+
+/** Deletes every key under `prefix` (SCAN, bench cleanup only; the store itself never scans). */
+export async function dropPrefix(client: Redis, prefix: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await client.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+    if (keys.length > 0) await client.del(...keys);
+    cursor = next;
+  } while (cursor !== "0");
 }

@@ -12,6 +12,7 @@ import { type Attributes, createSessions, MemoryStore, type Sessions } from "sto
 import { sessionMiddleware, sessionOf } from "stowage/express";
 import { withSessions } from "stowage/http";
 import { RedisStore } from "stowage/redis";
+import { dropPrefix } from "./common.js";
 import { oneKbAttributes } from "./fixtures.js";
 
 /** Every server the bench can start. */
@@ -110,14 +111,9 @@ function expressWithSession(store: session.Store): express.Express {
   return app;
 }
 
-async function dropPrefix(prefix: string): Promise<void> {
+async function dropRedisPrefix(prefix: string): Promise<void> {
   const client = new Redis(REDIS_URL);
-  let cursor = "0";
-  do {
-    const [next, keys] = await client.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-    if (keys.length > 0) await client.del(...keys);
-    cursor = next;
-  } while (cursor !== "0");
+  await dropPrefix(client, prefix);
   client.disconnect();
 }
 
@@ -154,7 +150,7 @@ async function start(scenario: Scenario, prefix: string): Promise<Started> {
       return {
         server: createServer(expressWithSession(store)),
         cleanup: async () => {
-          await dropPrefix(prefix);
+          await dropRedisPrefix(prefix);
           await client.quit();
         },
       };
@@ -164,7 +160,7 @@ async function start(scenario: Scenario, prefix: string): Promise<Started> {
       return {
         server: createServer(expressStowage(sessions)),
         cleanup: async () => {
-          await dropPrefix(prefix);
+          await dropRedisPrefix(prefix);
           await sessions.close();
         },
       };

@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { createClient } from "redis";
 import { createSessions, type Session } from "stowage";
 import { RedisStore } from "stowage/redis";
-import { expressSessionData, expressSessionId, rate } from "./common.js";
+import { dropPrefix, expressSessionData, expressSessionId, rate } from "./common.js";
 import { oneKbAttributes } from "./fixtures.js";
 import { inFlight, measure } from "./micro.js";
 import { type GroupReport, ratioRow } from "./report.js";
@@ -17,15 +17,6 @@ const OPS = 1000;
 const IDLE_MS = 30 * 60_000;
 
 /** Deletes every key under a prefix (bench keys only; never on a hot path). */
-async function dropPrefix(client: Redis, prefix: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await client.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-    if (keys.length > 0) await client.del(...keys);
-    cursor = next;
-  } while (cursor !== "0");
-}
-
 /** Group "redis" (issue Distributed stores): RedisStore against raw ioredis and connect-redis. */
 export async function run(): Promise<GroupReport> {
   const run = randomBytes(4).toString("hex");

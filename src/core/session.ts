@@ -396,9 +396,7 @@ export class Session<A extends object = Attributes> {
     // Store a private copy so later mutation of the caller's object cannot change the session.
     const copy =
       typeof value === "object" && value !== null ? (JSON.parse(json) as JsonValue) : (value as JsonValue);
-    if (s.encoded !== undefined) delete s.encoded[key];
-    setOwn(s.attributes, key, copy);
-    if (s.borrowed && copy !== value) markOwned(s, key);
+    setAttribute(s, key, copy);
     s.pendingSet.set(key, copy);
     s.pendingUnset.delete(key);
     s.dirty = true;
@@ -553,8 +551,7 @@ export function readAttribute(s: SessionState, key: string): JsonValue | undefin
     return s.encoded !== undefined && Object.hasOwn(s.encoded, key) ? decode(s, key) : undefined;
   if (!s.borrowed || typeof value !== "object" || value === null || s.owned?.has(key)) return value;
   const copy = cloneJson(value);
-  setOwn(s.attributes, key, copy);
-  markOwned(s, key);
+  setAttribute(s, key, copy);
   return copy;
 }
 
@@ -567,9 +564,7 @@ function decode(s: SessionState, key: string): JsonValue {
     // No cause attached: the parser's message quotes the text, which may be a secret (the CSRF key's).
     throw new StowageError("INVALID_VALUE", `stored attribute "${key}" is not valid JSON`);
   }
-  delete encoded[key];
-  setOwn(s.attributes, key, value);
-  if (s.borrowed) markOwned(s, key);
+  setAttribute(s, key, value);
   return value;
 }
 
@@ -582,17 +577,17 @@ function attributeKeys(s: SessionState): string[] {
   return s.encoded === undefined ? keys : keys.concat(Object.keys(s.encoded));
 }
 
-/** Records that `key` holds a value of the session's own, so reading it needs no copy. */
-function markOwned(s: SessionState, key: string): void {
-  s.owned ??= new Set();
-  s.owned.add(key);
-}
-
-/** Sets an attribute to a value of the session's own that the store already holds (after `update`). */
+/**
+ * Puts a value of the session's own under `key`, in place of a borrowed or still-encoded one. Only
+ * objects need marking as owned: a primitive is never copied on read.
+ */
 export function setAttribute(s: SessionState, key: string, value: JsonValue): void {
   if (s.encoded !== undefined) delete s.encoded[key];
   setOwn(s.attributes, key, value);
-  if (s.borrowed) markOwned(s, key);
+  if (s.borrowed && typeof value === "object" && value !== null) {
+    s.owned ??= new Set();
+    s.owned.add(key);
+  }
 }
 
 /** Gives the session a whole attribute bag of its own (after a rename read it back from the store). */

@@ -153,15 +153,9 @@ export function commitSessionNow<A extends object>(
 ): { cookie: string | undefined } | undefined {
   const session = lazy.peek();
   if (!session) return lazy.started ? undefined : { cookie: undefined };
-  let wrote: boolean | undefined;
-  try {
-    wrote = sessions.commitNow(session, { rotate: rotate && lazy.via !== "header" });
-  } catch (error) {
-    if (!isStowageError(error, "SESSION_ENDED")) throw error;
-    return { cookie: lazy.via === "cookie" && lazy.found ? carriage.clear(secure) : undefined };
-  }
-  if (wrote === undefined) return undefined;
-  return { cookie: cookieFor(lazy, session, carriage, secure) };
+  // commitNow never throws SESSION_ENDED: a session ended meanwhile is left to the awaited path.
+  const wrote = sessions.commitNow(session, { rotate: rotate && lazy.via !== "header" });
+  return wrote === undefined ? undefined : { cookie: cookieFor(lazy, session, carriage, secure) };
 }
 
 /** True for the failure that becomes a 503: the store could not be reached. */

@@ -109,6 +109,17 @@ export function attachSession<A extends object>(
     return (realWriteHead as (...a: unknown[]) => ServerResponse).apply(this, args);
   } as ServerResponse["writeHead"];
 
+  const close = (cookie: string | undefined, args: unknown[]): ServerResponse => {
+    phase = "closed";
+    if (cookie !== undefined && !res.headersSent) appendSetCookie(res, cookie);
+    return (realEnd as (...a: unknown[]) => ServerResponse).apply(res, args);
+  };
+  const abort = (error: unknown): void => {
+    phase = "closed";
+    report(error);
+    answer(error);
+  };
+
   res.end = function (this: ServerResponse, ...args: unknown[]) {
     if (phase !== "open") return (realEnd as (...a: unknown[]) => ServerResponse).apply(this, args);
     const rotate = !this.headersSent;
@@ -117,29 +128,12 @@ export function attachSession<A extends object>(
     try {
       now = commitSessionNow(sessions, lazy, carriage, secure, rotate);
     } catch (error) {
-      phase = "closed";
-      report(error);
-      answer(error);
+      abort(error);
       return this;
     }
-    if (now !== undefined) {
-      phase = "closed";
-      if (now.cookie !== undefined && !this.headersSent) appendSetCookie(this, now.cookie);
-      return (realEnd as (...a: unknown[]) => ServerResponse).apply(this, args);
-    }
+    if (now !== undefined) return close(now.cookie, args);
     phase = "closing";
-    commitSession(sessions, lazy, carriage, secure, rotate).then(
-      (cookie) => {
-        phase = "closed";
-        if (cookie !== undefined && !res.headersSent) appendSetCookie(res, cookie);
-        (realEnd as (...a: unknown[]) => ServerResponse).apply(res, args);
-      },
-      (error: unknown) => {
-        phase = "closed";
-        report(error);
-        answer(error);
-      },
-    );
+    commitSession(sessions, lazy, carriage, secure, rotate).then((cookie) => close(cookie, args), abort);
     return this;
   } as ServerResponse["end"];
 
