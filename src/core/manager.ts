@@ -28,7 +28,7 @@ import {
   setAttribute,
   state,
 } from "./session.js";
-import { issueToken, type ParsedToken, parseToken, verifySecret } from "./tokens.js";
+import { type CheckedToken, issueToken, matchesVerifier, TokenMemo } from "./tokens.js";
 
 /** Options for `createSessions`. */
 export interface SessionsOptions {
@@ -124,6 +124,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   readonly #rotateEvery: number;
   readonly #rotationGraceMs: number;
   readonly #clock: Clock;
+  readonly #tokens = new TokenMemo();
   readonly #host: SessionHost;
   /** The store's `peek`, bound, when it has one: loads then copy only the values a request reads. */
   readonly #peek: ((id: string) => Promise<PeekedRecord | undefined>) | undefined;
@@ -212,15 +213,14 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   /**
    * The session a token names, or null when the token is malformed, unknown, forged, expired or ended
    * (the reason is counted in `stats()` and emitted). Store failures reject with STORE_UNAVAILABLE.
+   * `connection`, an object that lives as long as the client's connection (its socket), lets a
+   * keep-alive client that sends the same token again skip parsing and hashing it.
    */
-  async load(token: unknown): Promise<Session<A> | null> {
-    const parsed = parseToken(token);
-    if (!parsed) {
-      this.#stats.malformed++;
-      return null;
-    }
-    const record = await (this.#peek ? this.#peek(parsed.id) : this.store.get(parsed.id));
-    return this.#loaded(token as string, parsed, record, this.#peek !== undefined);
+  async load(token: unknown, connection?: object): Promise<Session<A> | null> {
+    const checked = this.#check(token, connection);
+    if (!checked) return null;
+    const record = await (this.#peek ? this.#peek(checked.id) : this.store.get(checked.id));
+    return this.#loaded(checked, record, this.#peek !== undefined);
   }
 
   /**
@@ -228,31 +228,29 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
    * the session or null, or undefined when the store has none and `load` must be awaited. Throws what
    * `load` rejects with.
    */
-  loadNow(token: unknown): Session<A> | null | undefined {
+  loadNow(token: unknown, connection?: object): Session<A> | null | undefined {
     const lane = this.#lane;
     if (lane === undefined) return undefined;
-    const parsed = parseToken(token);
-    if (!parsed) {
-      this.#stats.malformed++;
-      return null;
-    }
-    return this.#loaded(token as string, parsed, lane.peekNow(parsed.id), true);
+    const checked = this.#check(token, connection);
+    if (!checked) return null;
+    return this.#loaded(checked, lane.peekNow(checked.id), true);
+  }
+
+  #check(token: unknown, connection: object | undefined): CheckedToken | null {
+    const checked = this.#tokens.check(token, connection);
+    if (!checked) this.#stats.malformed++;
+    return checked;
   }
 
   /** The session a fetched record makes for this token, or null (counted and emitted) when it may not. */
-  #loaded(
-    token: string,
-    parsed: ParsedToken,
-    record: PeekedRecord | undefined,
-    borrowed: boolean,
-  ): Session<A> | null {
+  #loaded(checked: CheckedToken, record: PeekedRecord | undefined, borrowed: boolean): Session<A> | null {
     if (!record) {
       this.#stats.unknown++;
       return null;
     }
-    if (!verifySecret(parsed.secret, record.via ? record.via.verifier : record.verifier)) {
+    if (!matchesVerifier(checked, record.via ? record.via.verifier : record.verifier)) {
       this.#stats.forged++;
-      this.emit("forged", { id: parsed.id });
+      this.emit("forged", { id: checked.id });
       return null;
     }
     const now = this.#clock.now();
@@ -267,7 +265,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     }
     this.#stats.loaded++;
     if (this.listens("loaded")) this.emit("loaded", { id: record.id });
-    return new Session<A>(this.#host, fromRecord(record, token, parsed.secret, borrowed));
+    return new Session<A>(this.#host, fromRecord(record, checked.token, checked.secret, borrowed));
   }
 
   /**

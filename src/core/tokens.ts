@@ -71,16 +71,17 @@ export function issueToken(): IssuedToken {
 
 /** Strictly parses `id.secret`; anything else (wrong length, alphabet, padding, non-canonical) is null. */
 export function parseToken(input: unknown): ParsedToken | null {
-  if (
-    typeof input !== "string" ||
-    input.length !== TOKEN_LENGTH ||
-    input.charCodeAt(ID_LENGTH) !== 46 || // "."
-    !canonical(input, 0, ID_LENGTH - 1, 2) ||
-    !canonical(input, ID_LENGTH + 1, TOKEN_LENGTH - 1, 4)
-  ) {
-    return null;
-  }
-  return { id: input.slice(0, ID_LENGTH), secret: input.slice(ID_LENGTH + 1) };
+  return wellFormed(input) ? { id: input.slice(0, ID_LENGTH), secret: input.slice(ID_LENGTH + 1) } : null;
+}
+
+function wellFormed(input: unknown): input is string {
+  return (
+    typeof input === "string" &&
+    input.length === TOKEN_LENGTH &&
+    input.charCodeAt(ID_LENGTH) === 46 && // "."
+    canonical(input, 0, ID_LENGTH - 1, 2) &&
+    canonical(input, ID_LENGTH + 1, TOKEN_LENGTH - 1, 4)
+  );
 }
 
 /** True for a well-formed session id. */
@@ -93,9 +94,44 @@ export function verifierOf(secret: string): string {
   return sha256(secret);
 }
 
-/** Constant-time check of a secret against a stored verifier. */
-export function verifySecret(secret: string, verifier: string): boolean {
-  return equalText(sha256(secret), verifier);
+/** A well-formed token on its way to being checked against a stored verifier. */
+export interface CheckedToken extends ParsedToken {
+  /** The whole `id.secret` text. */
+  token: string;
+  /** `verifierOf(secret)`, once computed: a token whose id names nothing is never hashed. */
+  hashed: string | undefined;
+}
+
+/** Constant-time check of a token's secret against a stored verifier; hashes the secret on first use. */
+export function matchesVerifier(checked: CheckedToken, verifier: string): boolean {
+  checked.hashed ??= sha256(checked.secret);
+  return equalText(checked.hashed, verifier);
+}
+
+/**
+ * Parses tokens, remembering per connection the last one it parsed (and, once checked, its hash), so a
+ * keep-alive connection that sends the same token again skips parsing and SHA-256. A connection is any
+ * object that lives as long as the client's connection (a socket); its entry goes with it. The token is
+ * matched in constant time, so a connection shared by several clients (behind a proxy) learns nothing
+ * from how long a miss takes.
+ */
+export class TokenMemo {
+  readonly #last = new WeakMap<object, CheckedToken>();
+
+  /** The token parsed (null when malformed), from memory when this connection sent it last. */
+  check(token: unknown, connection: object | undefined): CheckedToken | null {
+    if (connection === undefined) return checkToken(token);
+    const last = this.#last.get(connection);
+    if (last !== undefined && typeof token === "string" && equalText(last.token, token)) return last;
+    const checked = checkToken(token);
+    if (checked !== null) this.#last.set(connection, checked);
+    return checked;
+  }
+}
+
+function checkToken(token: unknown): CheckedToken | null {
+  if (!wellFormed(token)) return null;
+  return { token, id: token.slice(0, ID_LENGTH), secret: token.slice(ID_LENGTH + 1), hashed: undefined };
 }
 
 /**

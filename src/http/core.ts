@@ -15,12 +15,15 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
   /** Where the token came from; undefined when the request carried none. */
   readonly via: TokenSource | undefined;
   readonly #sessions: Sessions<A>;
+  readonly #connection: object | undefined;
   #promise: Promise<Session<A>> | undefined;
   #session: Session<A> | undefined;
   #found = false;
 
-  constructor(sessions: Sessions<A>, carried: CarriedToken) {
+  /** `connection`: the client's socket, if the adapter has it (see `Sessions.load`). */
+  constructor(sessions: Sessions<A>, carried: CarriedToken, connection?: object) {
     this.#sessions = sessions;
+    this.#connection = connection;
     this.token = carried.token;
     this.via = carried.via;
   }
@@ -68,12 +71,12 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
     // An in-process store answers at once: the session is ready before the first await resumes.
     let now: Session<A> | null | undefined;
     try {
-      now = this.#sessions.loadNow(this.token);
+      now = this.#sessions.loadNow(this.token, this.#connection);
     } catch (error) {
       return Promise.reject(error);
     }
     if (now !== undefined) return Promise.resolve(this.#adopt(now));
-    return this.#sessions.load(this.token).then((loaded) => this.#adopt(loaded));
+    return this.#sessions.load(this.token, this.#connection).then((loaded) => this.#adopt(loaded));
   }
 
   #adopt(loaded: Session<A> | null): Session<A> {
@@ -83,15 +86,19 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
   }
 }
 
-/** Opens a request's lazy session from what its headers carry. */
+/**
+ * Opens a request's lazy session from what its headers carry. Pass the client's socket as `connection`
+ * when there is one: a keep-alive client's repeated token is then checked without hashing it again.
+ */
 export function openSession<A extends object>(
   sessions: Sessions<A>,
   carriage: Carriage,
   cookieHeader: unknown,
   headerValue: unknown,
   secure: boolean,
+  connection?: object,
 ): LazySession<A> {
-  return new LazySession(sessions, carriage.read(cookieHeader, headerValue, secure));
+  return new LazySession(sessions, carriage.read(cookieHeader, headerValue, secure), connection);
 }
 
 /**

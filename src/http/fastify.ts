@@ -47,7 +47,14 @@ export function sessionPlugin<A extends object = Attributes>(
     app.addHook("onRequest", (request, _reply, next) => {
       const raw = request.raw;
       const header = carriage.header === undefined ? undefined : raw.headers[carriage.header];
-      const lazy = openSession(sessions, carriage, raw.headers.cookie, single(header), secureOf(raw));
+      const lazy = openSession(
+        sessions,
+        carriage,
+        raw.headers.cookie,
+        single(header),
+        secureOf(raw),
+        raw.socket,
+      );
       request.session = lazy as unknown as LazySession<Attributes>;
       next();
     });

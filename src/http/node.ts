@@ -80,7 +80,7 @@ export function attachSession<A extends object>(
     carriage.trustsProxy ? rawHeader(req, "x-forwarded-proto") : undefined,
   );
   const headerValue = carriage.header === undefined ? undefined : rawHeader(req, carriage.header);
-  const lazy = openSession(sessions, carriage, rawHeader(req, "cookie"), headerValue, secure);
+  const lazy = openSession(sessions, carriage, rawHeader(req, "cookie"), headerValue, secure, req.socket);
   const realEnd = res.end;
   const realWriteHead = res.writeHead;
   // open: handler running; closing: end held back for the commit; closed: calls pass straight through.

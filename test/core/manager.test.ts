@@ -72,6 +72,27 @@ describe("load", () => {
     expect(await sessions.load(sessions.create().token)).toBeNull();
     expect(sessions.stats().unknown).toBe(1);
   });
+
+  it("checks a token remembered for a connection against the store every time", async () => {
+    const sessions = make();
+    const connection = {};
+    const good = sessions.create();
+    good.set("n", 1);
+    await good.save();
+    const forged = `${good.id}.${sessions.create().token.slice(23)}`;
+    for (const load of [sessions.load.bind(sessions), async (t: string, c: object) => sessions.loadNow(t, c)]) {
+      expect((await load(good.token, connection))?.get("n")).toBe(1);
+      expect((await load(good.token, connection))?.get("n")).toBe(1);
+      // A different secret on the same connection is checked afresh and refused.
+      expect(await load(forged, connection)).toBeNull();
+      expect((await load(good.token, connection))?.get("n")).toBe(1);
+    }
+    expect(sessions.stats()).toMatchObject({ loaded: 6, forged: 2 });
+    // Ended, the remembered token loads nothing: the memo spares the hash, never the store lookup.
+    await sessions.end(good.id);
+    expect(await sessions.load(good.token, connection)).toBeNull();
+    expect(sessions.loadNow(good.token, connection)).toBeNull();
+  });
 });
 
 describe("values shared with the store (MemoryStore peek)", () => {

@@ -5,11 +5,12 @@ import {
   ID_LENGTH,
   issueToken,
   isValidId,
+  matchesVerifier,
   parseToken,
   SECRET_LENGTH,
   TOKEN_LENGTH,
+  TokenMemo,
   verifierOf,
-  verifySecret,
 } from "../../src/core/tokens.js";
 
 describe("tokens", () => {
@@ -68,10 +69,36 @@ describe("tokens", () => {
   it("checks the secret against the verifier", () => {
     const a = issueToken();
     const b = issueToken();
-    const secretA = a.token.slice(ID_LENGTH + 1);
-    expect(verifySecret(secretA, a.verifier)).toBe(true);
-    expect(verifySecret(secretA, b.verifier)).toBe(false);
-    expect(verifySecret(secretA, "short")).toBe(false);
+    const memo = new TokenMemo();
+    expect(matchesVerifier(memo.check(a.token, undefined)!, a.verifier)).toBe(true);
+    expect(matchesVerifier(memo.check(a.token, undefined)!, b.verifier)).toBe(false);
+    expect(matchesVerifier(memo.check(a.token, undefined)!, "short")).toBe(false);
+  });
+
+  it("remembers the last token per connection, and only that exact token", () => {
+    const memo = new TokenMemo();
+    const connection = {};
+    const { token, verifier } = issueToken();
+    const first = memo.check(token, connection)!;
+    expect(first.hashed).toBeUndefined(); // nothing hashed until a stored verifier is there to compare
+    expect(matchesVerifier(first, verifier)).toBe(true);
+    // The same text again (a new string, as the next request's header would be) is the remembered check.
+    const again = memo.check(`${token}`.slice(0), connection)!;
+    expect(again).toBe(first);
+    expect(again.hashed).toBe(verifier);
+    // One character off: parsed afresh, and it does not verify.
+    const last = token.at(-2) === "A" ? "B" : "A";
+    const altered = `${token.slice(0, -2)}${last}${token.at(-1)}`;
+    const other = memo.check(altered, connection)!;
+    expect(other).not.toBe(first);
+    expect(matchesVerifier(other, verifier)).toBe(false);
+    // Another connection, or none, shares nothing.
+    expect(memo.check(token, {})).not.toBe(first);
+    expect(memo.check(token, undefined)).not.toBe(first);
+    // Malformed input is null and leaves the remembered token in place.
+    expect(memo.check("junk", connection)).toBeNull();
+    expect(memo.check(7, connection)).toBeNull();
+    expect(memo.check(altered, connection)).toBe(other);
   });
 
   it("validates bare ids", () => {

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer, type RequestListener, type Server } from "node:http";
+import { Agent, createServer, type RequestListener, request, type Server } from "node:http";
 import { createServer as createTlsServer, request as httpsRequest } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -49,6 +49,47 @@ describe("node:http specifics", () => {
     expect(answer.setCookies).toHaveLength(1);
     const loaded = await sessions.load(cookieOf(answer.setCookies[0]!).value);
     expect(loaded?.get("streamed")).toBe(true);
+  });
+
+  it("a keep-alive connection that switches tokens gets each one checked: a forged one loads nothing", async () => {
+    const sessions = createSessions();
+    const ports = new Set<number>();
+    const host = await serve(
+      withSessions(sessions, async (req, res, lazy) => {
+        ports.add(req.socket.remotePort ?? 0);
+        const session = await lazy;
+        const n = ((session.get("n") as number | undefined) ?? 0) + 1;
+        session.set("n", n);
+        res.end(String(n));
+      }),
+    );
+    const good = sessions.create();
+    good.set("n", 0);
+    await good.save();
+    const forged = `${good.id}.${sessions.create().token.slice(23)}`;
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (token: string) =>
+      new Promise<{ body: string; cookies: string[] }>((resolve, reject) => {
+        const req = request(`http://${host}/`, { agent, headers: { cookie: `sid=${token}` } }, (res) => {
+          let body = "";
+          res.on("data", (chunk: Buffer) => {
+            body += chunk.toString();
+          });
+          res.on("end", () => resolve({ body, cookies: res.headers["set-cookie"] ?? [] }));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    const answers = [];
+    for (const token of [good.token, good.token, forged, good.token]) answers.push(await get(token));
+    agent.destroy();
+    expect(ports.size).toBe(1);
+    expect(answers.map((a) => a.body)).toEqual(["1", "2", "1", "3"]);
+    // The forged token got a new session of its own, under a new cookie; the good one kept its cookie.
+    expect(answers[2]!.cookies).toHaveLength(1);
+    expect(cookieOf(answers[2]!.cookies[0]!).value).not.toContain(good.id);
+    expect(answers[3]!.cookies).toEqual([]);
+    expect(sessions.stats().forged).toBe(1);
   });
 
   it("a streamed response skips a due rotation, whose token could no longer reach the client", async () => {
