@@ -145,5 +145,24 @@ describe("tokens", () => {
     expect(equalText("abc", "ab")).toBe(false);
     expect(equalText("", "")).toBe(true);
     expect(equalText("\u0100", "\u0000")).toBe(false);
+    expect(equalText("é", "é")).toBe(true);
+    expect(equalText("\uD800", "\uD801")).toBe(false); // both would copy as U+FFFD
+    expect(equalText("\uD800", "\uFFFD")).toBe(false);
+    expect(equalText("x".repeat(500), "x".repeat(500))).toBe(true);
+    expect(equalText("x".repeat(500), `${"x".repeat(499)}y`)).toBe(false);
+    // Whatever the texts, the answer is string equality (the scratch copy and the long-text loop alike);
+    // a small alphabet makes equal lengths and equal texts common.
+    const text = fc.string({
+      unit: fc.constantFrom("a", "b", "é", "\uD800", "\uD801", "\uFFFD"),
+      maxLength: 90,
+    });
+    fc.assert(
+      fc.property(text, text, fc.string({ unit: "binary", maxLength: 120 }), (a, b, c) => {
+        expect(equalText(a, b)).toBe(a === b);
+        expect(equalText(c, a)).toBe(c === a);
+        expect(equalText(c, c.slice(0))).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
