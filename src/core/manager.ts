@@ -27,6 +27,7 @@ import {
   sessionState,
   setAttribute,
   state,
+  UNSET,
 } from "./session.js";
 import { type CheckedToken, issueToken, matchesVerifier, TokenMemo } from "./tokens.js";
 
@@ -577,8 +578,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       }
       s.idleExpiresAt = idle;
       setAttribute(s, key, value);
-      s.pendingSet.delete(key);
-      s.pendingUnset.delete(key);
+      s.pending?.delete(key);
       forgetSizes(s);
       return value;
     }
@@ -720,8 +720,12 @@ function toRecord(s: SessionState): SessionRecord {
 function mergeRecord(fresh: StoredRecord, s: SessionState): SessionRecord {
   const { via: _via, ...record } = fresh;
   const attributes = { ...record.attributes };
-  for (const key of s.pendingUnset) delete attributes[key];
-  for (const [key, value] of s.pendingSet) attributes[key] = value;
+  if (s.pending) {
+    for (const [key, value] of s.pending) {
+      if (value === UNSET) delete attributes[key];
+      else setOwn(attributes, key, value);
+    }
+  }
   record.attributes = attributes;
   for (const [key, value] of Object.entries(s.meta)) {
     if (value === undefined) continue;
@@ -770,19 +774,21 @@ function syncLane(store: SessionStore): SyncLane | undefined {
 
 /** The delta a commit writes, with the idle expiry moved to `idle`; undefined when nothing is pending. */
 function pendingDelta(s: SessionState, idle: number): SessionDelta | undefined {
-  const sets = s.pendingSet.size;
-  const unsets = s.pendingUnset.size;
+  const pending = s.pending;
   const metaChanged = hasKeys(s.meta);
-  if (sets === 0 && unsets === 0 && !metaChanged) return undefined;
+  if (pending === undefined && !metaChanged) return undefined;
   const delta: SessionDelta = {
     meta: metaChanged ? { ...s.meta, idleExpiresAt: idle } : { idleExpiresAt: idle },
   };
-  if (sets > 0) {
-    const set: Attributes = {};
-    for (const [key, value] of s.pendingSet) setOwn(set, key, value);
-    delta.set = set;
+  if (pending === undefined) return delta;
+  let set: Attributes | undefined;
+  let unset: string[] | undefined;
+  for (const [key, value] of pending) {
+    if (value === UNSET) (unset ??= []).push(key);
+    else setOwn((set ??= {}), key, value);
   }
-  if (unsets > 0) delta.unset = [...s.pendingUnset];
+  if (set) delta.set = set;
+  if (unset) delta.unset = unset;
   return delta;
 }
 
@@ -794,32 +800,32 @@ function hasKeys(object: object): boolean {
 
 /** Drops from the pending changes what a delta wrote; a change made while it was in flight stays pending. */
 function clearWritten(s: SessionState, delta: SessionDelta): void {
-  const set = delta.set;
-  if (set) {
-    const keys = Object.keys(set);
-    const unchanged = (key: string) => s.pendingSet.get(key) === set[key];
-    // Usually all that was pending got written: a new Map beats deleting key by key (a delete may shrink
-    // the Map) and clear() (a call into C++).
-    if (keys.length === s.pendingSet.size && keys.every(unchanged)) s.pendingSet = new Map();
-    else for (const key of keys) if (unchanged(key)) s.pendingSet.delete(key);
+  const pending = s.pending;
+  if (pending !== undefined) {
+    const set = delta.set;
+    const unset = delta.unset;
+    let written = 0;
+    if (set) for (const key in set) if (Object.hasOwn(set, key) && pending.get(key) === set[key]) written++;
+    if (unset) for (const key of unset) if (pending.get(key) === UNSET) written++;
+    // Usually the commit wrote all that was pending: drop the Map rather than empty it (a delete may shrink it).
+    if (written === pending.size) s.pending = undefined;
+    else {
+      if (set) for (const key of Object.keys(set)) if (pending.get(key) === set[key]) pending.delete(key);
+      if (unset) for (const key of unset) if (pending.get(key) === UNSET) pending.delete(key);
+    }
   }
-  if (delta.unset) for (const key of delta.unset) s.pendingUnset.delete(key);
-  const pending = s.meta as Record<string, unknown>;
-  const written = (delta.meta ?? {}) as Record<string, unknown>;
-  const left: Record<string, unknown> = {};
-  let changed = false;
-  for (const key in pending) {
-    if (pending[key] === written[key]) continue;
-    left[key] = pending[key];
-    changed = true;
+  if (hasKeys(s.meta)) {
+    const meta = s.meta as Record<string, unknown>;
+    const written = (delta.meta ?? {}) as Record<string, unknown>;
+    const left: Record<string, unknown> = {};
+    for (const key in meta) if (meta[key] !== written[key]) left[key] = meta[key];
+    s.meta = left;
   }
-  s.meta = left;
-  s.dirty = changed || s.pendingSet.size > 0 || s.pendingUnset.size > 0;
+  s.dirty = s.pending !== undefined || hasKeys(s.meta);
 }
 
 function clearPending(s: SessionState): void {
-  s.pendingSet.clear();
-  s.pendingUnset.clear();
+  s.pending = undefined;
   s.meta = {};
   s.dirty = false;
 }

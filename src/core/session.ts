@@ -81,8 +81,8 @@ export interface SessionState {
   owned: Set<string> | undefined;
   /** Attributes still as JSON text (loaded through `peek`), parsed on first read; not in `attributes`. */
   encoded: Record<string, string> | undefined;
-  pendingSet: Map<string, JsonValue>;
-  pendingUnset: Set<string>;
+  /** Changes to write at the next commit: a key's new value, or UNSET for a removal. Created on first change. */
+  pending: Map<string, JsonValue | typeof UNSET> | undefined;
   meta: MetaPatch;
   regenerate: { reason: RegenerateReason; graceMs: number } | undefined;
   /** Id to delete on commit (logout drops the old record and starts blank). */
@@ -103,6 +103,9 @@ export interface SessionState {
   /** Commits started and not yet settled. */
   queued: number;
 }
+
+/** Marks a pending removal in `SessionState.pending`. */
+export const UNSET: unique symbol = Symbol("stowage.unset");
 
 /** Symbol under which a session exposes its state to the manager. */
 export const state: unique symbol = Symbol("stowage.session");
@@ -218,8 +221,7 @@ export class Session<A extends object = Attributes> {
     }
     delete s.attributes[key];
     if (s.encoded !== undefined) delete s.encoded[key];
-    s.pendingSet.delete(key);
-    s.pendingUnset.add(key);
+    (s.pending ??= new Map()).set(key, UNSET);
   }
 
   /**
@@ -286,6 +288,7 @@ export class Session<A extends object = Attributes> {
       borrowed: false,
       owned: undefined,
       encoded: undefined,
+      pending: undefined,
       meta: {},
       regenerate: undefined,
       sizes: undefined,
@@ -293,8 +296,6 @@ export class Session<A extends object = Attributes> {
       newAt: s.commits,
       loginAt: undefined,
     } satisfies Partial<SessionState>);
-    s.pendingSet.clear();
-    s.pendingUnset.clear();
     return this;
   }
 
@@ -397,8 +398,7 @@ export class Session<A extends object = Attributes> {
     const copy =
       typeof value === "object" && value !== null ? (JSON.parse(json) as JsonValue) : (value as JsonValue);
     setAttribute(s, key, copy);
-    s.pendingSet.set(key, copy);
-    s.pendingUnset.delete(key);
+    (s.pending ??= new Map()).set(key, copy);
     s.dirty = true;
   }
 
@@ -521,8 +521,7 @@ export function sessionState(seed: StateSeed): SessionState {
     borrowed: seed.borrowed,
     owned: undefined,
     encoded: seed.encoded,
-    pendingSet: new Map(),
-    pendingUnset: new Set(),
+    pending: undefined,
     meta: {},
     regenerate: undefined,
     dropId: undefined,
