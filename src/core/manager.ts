@@ -781,14 +781,14 @@ function pendingDelta(s: SessionState, idle: number): SessionDelta | undefined {
     meta: metaChanged ? { ...s.meta, idleExpiresAt: idle } : { idleExpiresAt: idle },
   };
   if (pending === undefined) return delta;
-  let set: Attributes | undefined;
-  let unset: string[] | undefined;
+  const set: Attributes = {};
+  const unset: string[] = [];
   for (const [key, value] of pending) {
-    if (value === UNSET) (unset ??= []).push(key);
-    else setOwn((set ??= {}), key, value);
+    if (value === UNSET) unset.push(key);
+    else setOwn(set, key, value);
   }
-  if (set) delta.set = set;
-  if (unset) delta.unset = unset;
+  if (unset.length < pending.size) delta.set = set;
+  if (unset.length > 0) delta.unset = unset;
   return delta;
 }
 

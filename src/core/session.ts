@@ -221,7 +221,7 @@ export class Session<A extends object = Attributes> {
     }
     delete s.attributes[key];
     if (s.encoded !== undefined) delete s.encoded[key];
-    (s.pending ??= new Map()).set(key, UNSET);
+    pendingOf(s).set(key, UNSET);
   }
 
   /**
@@ -398,7 +398,7 @@ export class Session<A extends object = Attributes> {
     const copy =
       typeof value === "object" && value !== null ? (JSON.parse(json) as JsonValue) : (value as JsonValue);
     setAttribute(s, key, copy);
-    (s.pending ??= new Map()).set(key, copy);
+    pendingOf(s).set(key, copy);
     s.dirty = true;
   }
 
@@ -587,6 +587,11 @@ export function setAttribute(s: SessionState, key: string, value: JsonValue): vo
     s.owned ??= new Set();
     s.owned.add(key);
   }
+}
+
+function pendingOf(s: SessionState): Map<string, JsonValue | typeof UNSET> {
+  if (s.pending === undefined) s.pending = new Map();
+  return s.pending;
 }
 
 /** Gives the session a whole attribute bag of its own (after a rename read it back from the store). */
