@@ -81,13 +81,95 @@ export function attachSession<A extends object>(
   );
   const headerValue = carriage.header === undefined ? undefined : rawHeader(req, carriage.header);
   const lazy = openSession(sessions, carriage, rawHeader(req, "cookie"), headerValue, secure, req.socket);
-  const realEnd = res.end;
-  const realWriteHead = res.writeHead;
-  // open: handler running; closing: end held back for the commit; closed: calls pass straight through.
-  // The hooks stay in place once closed: a wrapper installed after them (compression) still calls them.
-  let phase: "open" | "closing" | "closed" = "open";
+  const hook = new ResponseHook(sessions, carriage, lazy, secure, res, report);
+  (res as HookedResponse)[HOOK] = hook as unknown as ResponseHook<object>;
+  // Shared functions that find their request through HOOK: no closures to build per request. The hooks
+  // stay in place once the response is done: a wrapper installed after them (compression) still calls them.
+  res.writeHead = hookedWriteHead as ServerResponse["writeHead"];
+  res.end = hookedEnd as ServerResponse["end"];
+  return hook;
+}
 
-  const answer = (error: unknown): void => {
+const HOOK = Symbol("stowage.response");
+
+interface HookedResponse extends ServerResponse {
+  [HOOK]: ResponseHook<object>;
+}
+
+/** What a hooked response needs to commit its session as it ends; also the `AttachedSession`. */
+class ResponseHook<A extends object> implements AttachedSession<A> {
+  // open: handler running; closing: end held back for the commit; closed: calls pass straight through.
+  phase: "open" | "closing" | "closed" = "open";
+  readonly realEnd: ServerResponse["end"];
+  readonly realWriteHead: ServerResponse["writeHead"];
+
+  constructor(
+    readonly sessions: Sessions<A>,
+    readonly carriage: Carriage,
+    readonly lazy: LazySession<A>,
+    readonly secure: boolean,
+    readonly res: ServerResponse,
+    readonly report: (error: unknown) => void,
+  ) {
+    this.realEnd = res.end;
+    this.realWriteHead = res.writeHead;
+  }
+
+  /** Ends the request for a handler error (a property, so it can be passed around unbound). */
+  readonly fail = (error: unknown): void => {
+    this.report(error);
+    if (this.phase !== "open") return;
+    this.phase = "closed";
+    this.answer(error);
+  };
+
+  end(res: ServerResponse, args: unknown[]): ServerResponse {
+    if (this.phase !== "open") return this.passEnd(res, args);
+    const rotate = !res.headersSent;
+    // The usual commit on an in-process store is done at once, and the response goes out in this turn.
+    let now: { cookie: string | undefined } | undefined;
+    try {
+      now = commitSessionNow(this.sessions, this.lazy, this.carriage, this.secure, rotate);
+    } catch (error) {
+      this.abort(error);
+      return res;
+    }
+    if (now !== undefined) return this.close(now.cookie, args);
+    this.phase = "closing";
+    commitSession(this.sessions, this.lazy, this.carriage, this.secure, rotate).then(
+      (cookie) => this.close(cookie, args),
+      (error: unknown) => this.abort(error),
+    );
+    return res;
+  }
+
+  writeHead(res: ServerResponse, args: unknown[]): ServerResponse {
+    if (this.phase === "open" && !res.headersSent) {
+      const session = this.lazy.peek();
+      const cookie = session && cookieFor(this.lazy, session, this.carriage, this.secure);
+      if (cookie !== undefined) appendSetCookie(res, cookie);
+    }
+    return (this.realWriteHead as (...a: unknown[]) => ServerResponse).apply(res, args);
+  }
+
+  passEnd(res: ServerResponse, args: unknown[]): ServerResponse {
+    return (this.realEnd as (...a: unknown[]) => ServerResponse).apply(res, args);
+  }
+
+  close(cookie: string | undefined, args: unknown[]): ServerResponse {
+    this.phase = "closed";
+    if (cookie !== undefined && !this.res.headersSent) appendSetCookie(this.res, cookie);
+    return this.passEnd(this.res, args);
+  }
+
+  abort(error: unknown): void {
+    this.phase = "closed";
+    this.report(error);
+    this.answer(error);
+  }
+
+  answer(error: unknown): void {
+    const res = this.res;
     if (res.headersSent) {
       res.destroy();
       return;
@@ -98,52 +180,15 @@ export function attachSession<A extends object>(
     res.setHeader("content-type", "text/plain; charset=utf-8");
     res.setHeader("cache-control", "no-store");
     res.end(unavailable ? UNAVAILABLE_BODY : "Internal Server Error\n");
-  };
+  }
+}
 
-  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
-    if (phase === "open" && !this.headersSent) {
-      const session = lazy.peek();
-      const cookie = session && cookieFor(lazy, session, carriage, secure);
-      if (cookie !== undefined) appendSetCookie(this, cookie);
-    }
-    return (realWriteHead as (...a: unknown[]) => ServerResponse).apply(this, args);
-  } as ServerResponse["writeHead"];
+function hookedEnd(this: HookedResponse, ...args: unknown[]): ServerResponse {
+  return this[HOOK].end(this, args);
+}
 
-  const close = (cookie: string | undefined, args: unknown[]): ServerResponse => {
-    phase = "closed";
-    if (cookie !== undefined && !res.headersSent) appendSetCookie(res, cookie);
-    return (realEnd as (...a: unknown[]) => ServerResponse).apply(res, args);
-  };
-  const abort = (error: unknown): void => {
-    phase = "closed";
-    report(error);
-    answer(error);
-  };
-
-  res.end = function (this: ServerResponse, ...args: unknown[]) {
-    if (phase !== "open") return (realEnd as (...a: unknown[]) => ServerResponse).apply(this, args);
-    const rotate = !this.headersSent;
-    // The usual commit on an in-process store is done at once, and the response goes out in this turn.
-    let now: { cookie: string | undefined } | undefined;
-    try {
-      now = commitSessionNow(sessions, lazy, carriage, secure, rotate);
-    } catch (error) {
-      abort(error);
-      return this;
-    }
-    if (now !== undefined) return close(now.cookie, args);
-    phase = "closing";
-    commitSession(sessions, lazy, carriage, secure, rotate).then((cookie) => close(cookie, args), abort);
-    return this;
-  } as ServerResponse["end"];
-
-  const fail = (error: unknown): void => {
-    report(error);
-    if (phase !== "open") return;
-    phase = "closed";
-    answer(error);
-  };
-  return { lazy, fail };
+function hookedWriteHead(this: HookedResponse, ...args: unknown[]): ServerResponse {
+  return this[HOOK].writeHead(this, args);
 }
 
 function appendSetCookie(res: ServerResponse, cookie: string): void {
