@@ -234,7 +234,13 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     if (lane === undefined) return undefined;
     const checked = this.#check(token, connection);
     if (!checked) return null;
-    return this.#loaded(checked, lane.peekNow(checked.id), true);
+    const now = this.#clock.now();
+    return this.#loaded(checked, lane.peekNow(checked.id, this.#wallNow(now)), true, now);
+  }
+
+  /** `now` for a store's synchronous lane: given only when the manager's clock is the wall clock too. */
+  #wallNow(now: number): number | undefined {
+    return this.#clock === systemClock ? now : undefined;
   }
 
   #check(token: unknown, connection: object | undefined): CheckedToken | null {
@@ -244,7 +250,12 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   }
 
   /** The session a fetched record makes for this token, or null (counted and emitted) when it may not. */
-  #loaded(checked: CheckedToken, record: PeekedRecord | undefined, borrowed: boolean): Session<A> | null {
+  #loaded(
+    checked: CheckedToken,
+    record: PeekedRecord | undefined,
+    borrowed: boolean,
+    now?: number,
+  ): Session<A> | null {
     if (!record) {
       this.#stats.unknown++;
       return null;
@@ -254,7 +265,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       this.emit("forged", { id: checked.id });
       return null;
     }
-    const now = this.#clock.now();
+    now ??= this.#clock.now();
     if (record.via && record.via.until <= now) {
       this.#stats.unknown++;
       return null;
@@ -293,7 +304,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     if (plan.delta) {
       let version: number;
       try {
-        version = lane.commitNow(s.storedId!, plan.delta);
+        version = lane.commitNow(s.storedId!, plan.delta, undefined, this.#wallNow(plan.now));
       } catch (error) {
         // The id may have become a rotation alias: the async path follows it.
         if (isStowageError(error, "SESSION_ENDED")) return undefined;
@@ -301,7 +312,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       }
       deltaWritten(s, plan.delta, plan.idle, version);
     } else if (plan.touch) {
-      lane.touchNow(s.storedId!, plan.idle);
+      lane.touchNow(s.storedId!, plan.idle, this.#wallNow(plan.now));
       s.idleExpiresAt = plan.idle;
     }
     s.commits++;
@@ -320,7 +331,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     const idle = now + this.idleTimeout;
     const delta = pendingDelta(s, idle);
     const touch = delta === undefined && now - (s.idleExpiresAt - this.idleTimeout) >= this.#touchAfter;
-    return { delta, touch, idle };
+    return { delta, touch, idle, now };
   }
 
   /** Runs commits of one session one after another; the usual lone commit starts at once. */
@@ -752,6 +763,8 @@ interface CommitPlan {
   delta: SessionDelta | undefined;
   touch: boolean;
   idle: number;
+  /** When it was planned. */
+  now: number;
 }
 
 /** Books a written delta on the session: its new version and idle expiry; what it wrote is no longer pending. */

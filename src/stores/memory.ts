@@ -128,13 +128,16 @@ export class MemoryStore implements SessionStore {
   }
 
   /** `peek`, answered at once (see `SyncLane`). */
-  peekNow(id: string): StoredRecord | undefined {
-    return this.find(id, borrowRecord);
+  peekNow(id: string, now = Date.now()): StoredRecord | undefined {
+    return this.find(id, borrowRecord, now);
   }
 
-  private find(id: string, copy: (record: SessionRecord) => SessionRecord): StoredRecord | undefined {
+  private find(
+    id: string,
+    copy: (record: SessionRecord) => SessionRecord,
+    now = Date.now(),
+  ): StoredRecord | undefined {
     this.assertOpen();
-    const now = Date.now();
     const entry = this.live(id, now);
     if (entry) {
       this.use(entry);
@@ -159,9 +162,9 @@ export class MemoryStore implements SessionStore {
   }
 
   /** `commit`, answered at once (see `SyncLane`). */
-  commitNow(id: string, delta: SessionDelta, options?: CommitOptions): number {
+  commitNow(id: string, delta: SessionDelta, options?: CommitOptions, now = Date.now()): number {
     this.assertOpen();
-    const entry = this.live(id, Date.now());
+    const entry = this.live(id, now);
     if (!entry) throw ended();
     const record = entry.record;
     if (options?.ifVersion !== undefined && options.ifVersion !== record.version) throw conflict();
@@ -215,9 +218,9 @@ export class MemoryStore implements SessionStore {
   }
 
   /** `touch`, answered at once (see `SyncLane`). */
-  touchNow(id: string, idleExpiresAt: number): void {
+  touchNow(id: string, idleExpiresAt: number, now = Date.now()): void {
     this.assertOpen();
-    const entry = this.live(id, Date.now());
+    const entry = this.live(id, now);
     if (!entry) return;
     entry.record.idleExpiresAt = idleExpiresAt;
     this.heap.update(entry, expiryOf(entry.record));

@@ -75,7 +75,9 @@ export type StoreEventListener = (event: StoreEvent) => void;
  * The synchronous lane an in-process store may offer: `peekNow`, `commitNow` and `touchNow` do what
  * `peek`, `commit` and `touch` do, with the same errors thrown instead of rejected. The manager then
  * loads and commits a session without waiting a turn of the event loop, so an HTTP response that needs
- * only that goes out at once. A store offers all three or none.
+ * only that goes out at once. A store offers all three or none. `now`, when given, is the wall-clock
+ * time the caller has just read (Date.now()); a store that reads the wall clock uses it instead of
+ * reading it again, and one with a clock of its own ignores it.
  */
 export type SyncLane = Required<Pick<SessionStore, "peekNow" | "commitNow" | "touchNow">>;
 
@@ -98,11 +100,11 @@ export interface SessionStore {
    */
   peek?(id: string): Promise<PeekedRecord | undefined>;
   /** Optional synchronous lane of a store that lives in this process (see `SyncLane`). */
-  peekNow?(id: string): PeekedRecord | undefined;
+  peekNow?(id: string, now?: number): PeekedRecord | undefined;
   /** Optional synchronous lane of a store that lives in this process (see `SyncLane`). */
-  commitNow?(id: string, delta: SessionDelta, options?: CommitOptions): number;
+  commitNow?(id: string, delta: SessionDelta, options?: CommitOptions, now?: number): number;
   /** Optional synchronous lane of a store that lives in this process (see `SyncLane`). */
-  touchNow?(id: string, idleExpiresAt: number): void;
+  touchNow?(id: string, idleExpiresAt: number, now?: number): void;
   /** Applies a delta atomically and returns the new version; SESSION_ENDED if the id does not exist. */
   commit(id: string, delta: SessionDelta, options?: CommitOptions): Promise<number>;
   /**

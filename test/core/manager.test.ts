@@ -80,7 +80,10 @@ describe("load", () => {
     good.set("n", 1);
     await good.save();
     const forged = `${good.id}.${sessions.create().token.slice(23)}`;
-    for (const load of [sessions.load.bind(sessions), async (t: string, c: object) => sessions.loadNow(t, c)]) {
+    for (const load of [
+      sessions.load.bind(sessions),
+      async (t: string, c: object) => sessions.loadNow(t, c),
+    ]) {
       expect((await load(good.token, connection))?.get("n")).toBe(1);
       expect((await load(good.token, connection))?.get("n")).toBe(1);
       // A different secret on the same connection is checked afresh and refused.

@@ -54,6 +54,20 @@ describe("MemoryStore", () => {
     for (const record of [b!, e!, f!, g!]) expect(await store.get(record.id)).toBeDefined();
   });
 
+  it("the synchronous lane judges expiry by the time it is given, or reads the clock itself", async () => {
+    const store = open();
+    const record = makeRecord();
+    await store.insert(record);
+    const later = record.idleExpiresAt + 1;
+    expect(store.peekNow(record.id)?.id).toBe(record.id);
+    expect(store.peekNow(record.id, record.idleExpiresAt - 1)?.id).toBe(record.id);
+    expect(() => store.commitNow(record.id, { set: { a: 1 } }, undefined, later)).toThrow(
+      expect.objectContaining({ code: "SESSION_ENDED" }),
+    );
+    store.touchNow(record.id, later + 1000, later); // past its expiry: a no-op, as for an unknown id
+    expect(store.peekNow(record.id, later)).toBeUndefined();
+  });
+
   it("without maxEntries keeps every record", async () => {
     const store = open();
     const records = Array.from({ length: 1000 }, () => makeRecord());
