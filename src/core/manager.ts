@@ -700,7 +700,8 @@ function fromRecord(record: PeekedRecord, token: string, secret: string, borrowe
     lastLoginAt: record.lastLoginAt,
     language: record.language,
     channel: record.channel,
-    attributes: record.attributes,
+    // A lent record's attributes object is the store's own: the session gets its own bag of the same values.
+    attributes: borrowed ? { ...record.attributes } : record.attributes,
     borrowed,
     encoded: record.encoded,
     newAt: undefined,

@@ -122,14 +122,14 @@ export class MemoryStore implements SessionStore {
     return this.find(id, copyRecord);
   }
 
-  /** Like `get`, without copying attribute values: the load path's fast lane (see the store contract). */
+  /** Like `get`, lending the stored record instead of copying it: the load path's fast lane (see the store contract). */
   async peek(id: string): Promise<StoredRecord | undefined> {
-    return this.find(id, borrowRecord);
+    return this.find(id, lend);
   }
 
   /** `peek`, answered at once (see `SyncLane`). */
   peekNow(id: string, now = Date.now()): StoredRecord | undefined {
-    return this.find(id, borrowRecord, now);
+    return this.find(id, lend, now);
   }
 
   private find(
@@ -152,7 +152,8 @@ export class MemoryStore implements SessionStore {
     }
     if (!target) return undefined;
     this.use(target);
-    const out: StoredRecord = copy(target.record);
+    // A record of its own even when lending: `via` must not land on the stored one.
+    const out: StoredRecord = copy === lend ? borrowRecord(target.record) : copy(target.record);
     out.via = { from: id, verifier: alias.verifier, until: alias.expiry };
     return out;
   }
@@ -485,6 +486,11 @@ function yieldToEventLoop(): Promise<void> {
 }
 
 /** True when a meta patch moves the idle expiry and nothing else. */
+/** The stored record itself, for `peek`: the store never changes an attribute value in place. */
+function lend(record: SessionRecord): SessionRecord {
+  return record;
+}
+
 function onlyIdle(meta: MetaPatch): boolean {
   for (const key in meta) {
     if (key !== "idleExpiresAt" && meta[key as keyof MetaPatch] !== undefined) return false;

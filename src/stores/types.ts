@@ -38,9 +38,9 @@ export interface AliasHit {
 export type StoredRecord = SessionRecord & { via?: AliasHit };
 
 /**
- * What `peek` returns: a stored record whose attributes may be lent. A value in `attributes` may be the
- * store's own object (copy it before changing it); a key in `encoded` holds the attribute's JSON text,
- * parsed only when read, and is not in `attributes`.
+ * What `peek` returns: a stored record that may be lent, for reading only. The record, its `attributes`
+ * object and each value in it may be the store's own (copy before changing any); a key in `encoded` holds
+ * the attribute's JSON text, parsed only when read, and is not in `attributes`.
  */
 export type PeekedRecord = StoredRecord & { encoded?: Record<string, string> };
 

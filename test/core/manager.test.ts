@@ -135,6 +135,22 @@ describe("values shared with the store (MemoryStore peek)", () => {
     expect(a.get("prefs")).toBe(a.get("prefs"));
   });
 
+  it("sets, removals and a login on a loaded session reach the store only through a commit", async () => {
+    const sessions = make<{ a: number; b: number; c: number }>();
+    const s = sessions.create({ attributes: { a: 1, b: 2 } });
+    await s.save();
+    for (const loaded of [(await sessions.load(s.token))!, sessions.loadNow(s.token)!]) {
+      loaded.set("a", 10);
+      loaded.set("c", 3);
+      loaded.delete("b");
+      loaded.login("u1");
+      const stored = await sessions.store.get(s.id);
+      expect(stored?.attributes).toEqual({ a: 1, b: 2 });
+      expect(stored?.userId).toBeUndefined();
+      expect(stored?.version).toBe(1);
+    }
+  });
+
   it("hands update() a value of its own", async () => {
     const sessions = make<{ list: number[] }>();
     const s = sessions.create({ attributes: { list: [1] } });
