@@ -65,7 +65,27 @@ function invalid(key: string, found: string): StowageError {
 
 /** Bytes one attribute counts against `maxAttributesBytes`: key, JSON value and a little framing. */
 export function attributeBytes(key: string, json: string): number {
-  return Buffer.byteLength(key) + Buffer.byteLength(json) + 4;
+  return textBytes(key) + textBytes(json) + 4;
+}
+
+// Below this length a JS count beats Buffer.byteLength, which is a call into C++.
+const SHORT_TEXT = 32;
+
+/** UTF-8 length of a text, as Buffer.byteLength counts it (a lone surrogate as the 3 bytes of U+FFFD). */
+export function textBytes(text: string): number {
+  const n = text.length;
+  if (n > SHORT_TEXT) return Buffer.byteLength(text);
+  let bytes = n;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) bytes += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 2; // a pair: 4 bytes for 2 code units
+      i++;
+    } else bytes += 2;
+  }
+  return bytes;
 }
 
 /** Bytes a whole attribute bag counts against `maxAttributesBytes`. */

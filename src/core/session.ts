@@ -1,6 +1,6 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { StowageError } from "./errors.js";
-import { attributeBytes as byteSize, cloneJson, jsonText, serializeJson, setOwn } from "./json.js";
+import { attributeBytes as byteSize, cloneJson, jsonText, serializeJson, setOwn, textBytes } from "./json.js";
 import type { KeyRing } from "./keyring.js";
 import type { Attributes, JsonValue, LoginType, MetaPatch, SessionRecord } from "./record.js";
 import { type IssuedToken, issueToken } from "./tokens.js";
@@ -381,8 +381,9 @@ export class Session<A extends object = Attributes> {
   #write(key: string, value: unknown): void {
     const s = this.#writable();
     const json = serializeJson(value, key);
-    const size = byteSize(key, json);
-    if (s.sizes !== undefined || !this.#noLarger(key, size)) {
+    const valueBytes = textBytes(json);
+    if (s.sizes !== undefined || !this.#noLarger(key, valueBytes)) {
+      const size = textBytes(key) + valueBytes + 4;
       const sizes = this.#sizes();
       const total = s.totalBytes - (sizes.get(key) ?? 0) + size;
       if (total > this.#host.maxAttributesBytes) {
@@ -403,16 +404,16 @@ export class Session<A extends object = Attributes> {
   }
 
   /**
-   * True when `key` already holds a value that takes at least `size` bytes. Replacing it cannot grow the
-   * session, so a loaded session's first write (typically one small counter or flag per request) need not
-   * measure every attribute: that would cost a JSON.stringify of the whole bag per request.
+   * True when `key` already holds a value whose JSON takes at least `valueBytes` bytes. Replacing it cannot
+   * grow the session, so a loaded session's first write (typically one small counter or flag per request)
+   * need not measure every attribute: that would cost a JSON.stringify of the whole bag per request.
    */
-  #noLarger(key: string, size: number): boolean {
+  #noLarger(key: string, valueBytes: number): boolean {
     const s = this[state];
     if (s.encoded !== undefined && Object.hasOwn(s.encoded, key))
-      return byteSize(key, s.encoded[key]!) >= size;
+      return textBytes(s.encoded[key]!) >= valueBytes;
     if (!Object.hasOwn(s.attributes, key)) return false;
-    return byteSize(key, jsonText(s.attributes[key]!)) >= size;
+    return textBytes(jsonText(s.attributes[key]!)) >= valueBytes;
   }
 
   #writable(): SessionState {

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { StowageError } from "../../src/core/errors.js";
-import { jsonText, serializeJson } from "../../src/core/json.js";
+import { jsonText, serializeJson, textBytes } from "../../src/core/json.js";
 
 describe("serializeJson", () => {
   it("accepts JSON values", () => {
@@ -48,6 +48,36 @@ describe("serializeJson", () => {
         expect(jsonText(json)).toBe(JSON.stringify(json));
       }),
       { numRuns: 2_000 },
+    );
+  });
+});
+
+describe("textBytes", () => {
+  it("counts UTF-8 bytes as Buffer.byteLength does, short texts in JS included", () => {
+    expect(textBytes("counter")).toBe(7);
+    expect(textBytes("é€😀")).toBe(2 + 3 + 4);
+    expect(textBytes("\uD800")).toBe(3); // a lone surrogate is written as U+FFFD
+    expect(textBytes("\uDC00\uD800")).toBe(6); // a low then a high surrogate is no pair
+    const unit = fc.constantFrom(
+      "a",
+      "é",
+      "€",
+      "😀",
+      "\uD800",
+      "\uDBFF",
+      "\uDC00",
+      "\uDFFF",
+      "\u07FF",
+      "\u0800",
+    );
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string({ unit, maxLength: 40 }), fc.string({ unit: "binary", maxLength: 40 })),
+        (text) => {
+          expect(textBytes(text)).toBe(Buffer.byteLength(text));
+        },
+      ),
+      { numRuns: 3_000 },
     );
   });
 });
