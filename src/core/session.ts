@@ -1,9 +1,9 @@
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { StowageError } from "./errors.js";
 import { attributeBytes as byteSize, cloneJson, jsonText, serializeJson, setOwn, textBytes } from "./json.js";
 import type { KeyRing } from "./keyring.js";
 import type { Attributes, JsonValue, LoginType, MetaPatch, SessionRecord } from "./record.js";
-import { type IssuedToken, issueToken } from "./tokens.js";
+import { equalText, type IssuedToken, issueToken } from "./tokens.js";
 
 /** Attribute key that holds the CSRF secret; hidden from `get`/`keys` and refused at `set`. */
 export const CSRF_KEY = "$stowage.csrf";
@@ -372,10 +372,7 @@ export class Session<A extends object = Attributes> {
   /** Constant-time check of a submitted CSRF token. */
   verifyCsrf(token: unknown): boolean {
     const expected = readAttribute(this[state], CSRF_KEY);
-    if (typeof token !== "string" || typeof expected !== "string") return false;
-    const a = Buffer.from(token);
-    const b = Buffer.from(expected);
-    return a.length === b.length && timingSafeEqual(a, b);
+    return typeof token === "string" && typeof expected === "string" && equalText(token, expected);
   }
 
   #write(key: string, value: unknown): void {

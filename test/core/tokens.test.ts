@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  equalBytes,
   equalText,
   ID_LENGTH,
   issueToken,
@@ -85,7 +86,7 @@ describe("tokens", () => {
     // The same text again (a new string, as the next request's header would be) is the remembered check.
     const again = memo.check(`${token}`.slice(0), connection)!;
     expect(again).toBe(first);
-    expect(again.hashed).toBe(verifier);
+    expect(Buffer.from(again.hashed!).toString()).toBe(verifier);
     // One character off: parsed afresh, and it does not verify.
     const last = token.at(-2) === "A" ? "B" : "A";
     const altered = `${token.slice(0, -2)}${last}${token.at(-1)}`;
@@ -150,6 +151,23 @@ describe("tokens", () => {
     expect(equalText("\uD800", "\uFFFD")).toBe(false);
     expect(equalText("x".repeat(500), "x".repeat(500))).toBe(true);
     expect(equalText("x".repeat(500), `${"x".repeat(499)}y`)).toBe(false);
+    expect(equalBytes("abc", Buffer.from("abc"))).toBe(true);
+    expect(equalBytes("abd", Buffer.from("abc"))).toBe(false);
+    expect(equalBytes("ab", Buffer.from("abc"))).toBe(false);
+    expect(equalBytes("\u0161", Buffer.from("a"))).toBe(false); // one char, two UTF-8 bytes: no match
+    expect(equalBytes("x".repeat(200), Buffer.from("x".repeat(200)))).toBe(true);
+    expect(equalBytes(`${"x".repeat(199)}\u0178`, Buffer.from("x".repeat(200)))).toBe(false);
+    fc.assert(
+      fc.property(
+        fc.string({ unit: "binary", maxLength: 120 }),
+        fc.string({ maxLength: 120 }),
+        (text, ascii) => {
+          expect(equalBytes(text, Buffer.from(ascii))).toBe(text === ascii);
+          expect(equalBytes(ascii, Buffer.from(ascii))).toBe(true);
+        },
+      ),
+      { numRuns: 2000 },
+    );
     // Whatever the texts, the answer is string equality (the scratch copy and the long-text loop alike);
     // a small alphabet makes equal lengths and equal texts common.
     const text = fc.string({
