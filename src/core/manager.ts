@@ -276,6 +276,9 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       return null;
     }
     this.#stats.loaded++;
+    // The store's own string for the id (equal, as the lookup found it): a remembered token's next lookup
+    // then matches the stored key by identity instead of comparing the text.
+    if (!record.via) checked.id = record.id;
     if (this.listens("loaded")) this.emit("loaded", { id: record.id });
     return new Session<A>(this.#host, fromRecord(record, checked.token, checked.secret, borrowed));
   }

@@ -19,6 +19,9 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
   #promise: Promise<Session<A>> | undefined;
   #session: Session<A> | undefined;
   #found = false;
+  // The session's token as loaded: the request's token, as the same string object the session holds, so
+  // telling whether the session still has it is an identity check rather than a text comparison.
+  #loadedToken: string | undefined;
 
   /** `connection`: the client's socket, if the adapter has it (see `Sessions.load`). */
   constructor(sessions: Sessions<A>, carried: CarriedToken, connection?: object) {
@@ -56,6 +59,11 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
     return this.#found;
   }
 
+  /** @internal True when the loaded session still has the token the request carried. */
+  keeps(session: Session<A>): boolean {
+    return this.#loadedToken !== undefined && session.token === this.#loadedToken;
+  }
+
   /** @internal The session once a started load settles; undefined if none was started or it failed. */
   settled(): Promise<Session<A> | undefined> {
     return this.#promise ? this.#promise.catch(() => undefined) : Promise.resolve(undefined);
@@ -81,6 +89,7 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
 
   #adopt(loaded: Session<A> | null): Session<A> {
     this.#found = loaded !== null;
+    if (loaded !== null) this.#loadedToken = loaded.token;
     this.#session = loaded ?? this.#sessions.create();
     return this.#session;
   }
@@ -118,7 +127,7 @@ export function cookieFor<A extends object>(
     // Ended, or logged out and left blank: drop the cookie that named it.
     return lazy.found ? carriage.clear(secure) : undefined;
   }
-  if (lazy.via === "cookie" && s.token === lazy.token) return undefined;
+  if (lazy.via === "cookie" && lazy.keeps(session)) return undefined;
   return carriage.serialize(s.token, s.expiresAt, secure);
 }
 
