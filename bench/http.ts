@@ -11,6 +11,12 @@ const WARMUP_SECONDS = 2;
 /** Each server of a pair is measured four times for this long, in the order A B B A A B B A. */
 const ROUND_SECONDS = 2;
 const ORDER = [0, 1, 1, 0, 0, 1, 1, 0] as const;
+/**
+ * Each pair is measured this many times, each time with both servers in fresh processes. On a shared
+ * virtual machine one process can run several percent faster or slower than the next for its whole life
+ * (where its code and heap landed); averaging over fresh processes keeps that out of the ratio.
+ */
+const PROCESS_PAIRS = 2;
 const PARALLEL = 200;
 const SERVER = fileURLToPath(new URL("./http-server.ts", import.meta.url));
 
@@ -105,6 +111,17 @@ async function pair(a: string, b: string, tag: string): Promise<PairResult> {
   }
 }
 
+/** `pair` run PROCESS_PAIRS times on fresh processes; rates and CPU are the means. */
+async function pairs(a: string, b: string, tag: string): Promise<PairResult> {
+  const runs: PairResult[] = [];
+  for (let i = 0; i < PROCESS_PAIRS; i++) runs.push(await pair(a, b, `${tag}${i}`));
+  const mean = (pick: (r: PairResult) => number) => runs.reduce((sum, r) => sum + pick(r), 0) / runs.length;
+  return {
+    rates: [mean((r) => r.rates[0]), mean((r) => r.rates[1])],
+    cpu: [mean((r) => r.cpu[0]), mean((r) => r.cpu[1])],
+  };
+}
+
 /** `count` requests to `path` at once, all on one cookie; resolves when every one has answered. */
 async function burst(url: string, cookie: string, paths: string[]): Promise<void> {
   const agent = new Agent({ keepAlive: true, maxSockets: paths.length });
@@ -187,9 +204,9 @@ function cpuRow(metric: string, result: PairResult, ours: string, peer: string) 
 /** Group "http": autocannon against node:http and express, with and without stowage and express-session. */
 export async function run(): Promise<GroupReport> {
   const tag = `stowage-bench-http-${randomBytes(4).toString("hex")}`;
-  const node = await pair("node-plain", "node-stowage", `${tag}-n`);
-  const memory = await pair("express-session", "express-stowage", `${tag}-m`);
-  const redis = await pair("express-session-redis", "express-stowage-redis", `${tag}-r`);
+  const node = await pairs("node-plain", "node-stowage", `${tag}-n`);
+  const memory = await pairs("express-session", "express-stowage", `${tag}-m`);
+  const redis = await pairs("express-session-redis", "express-stowage-redis", `${tag}-r`);
   const contrastRows = await lostUpdates();
   const rate = (label: string, perSecond: number): Rate => ({ label, perSecond });
   return {
@@ -227,11 +244,12 @@ export async function run(): Promise<GroupReport> {
         " connections, each with its own session (50 sessions created through the server's /login, each" +
         " holding the same ~1 KB of attributes, then one cookie given to each connection in `setupClient`)." +
         ` Each request increments a counter in its session and answers it. Per pair: ${WARMUP_SECONDS} s` +
-        ` warm-up on each server, then ${ROUND_SECONDS} s runs in the order A B B A A B B A; the figure is the mean.`,
+        ` warm-up on each server, then ${ROUND_SECONDS} s runs in the order A B B A A B B A; all of it done` +
+        ` ${PROCESS_PAIRS} times with both servers in fresh processes; the figure is the mean.`,
       "Server CPU per request (user + system time of the server process over its rounds, divided by" +
         " the requests it served) shows what the session work adds to each request without depending on" +
-        " the load generator: reading the cookie, the SHA-256 check of the secret, the store lookup, the" +
-        " counter's set and the commit. Part of the system time is the kernel waking autocannon for each" +
+        " the load generator: reading the cookie, checking the token (on a keep-alive connection that sent" +
+        " it before, without SHA-256), the store lookup, the counter's set and the commit. Part of the system time is the kernel waking autocannon for each" +
         " response, which costs more the more often autocannon sleeps, that is the slower the server." +
         " stowage runs from the built package (`npm run bench` builds it first), as the peers run as" +
         " published JavaScript; RedisStore on ioredis 5.",
