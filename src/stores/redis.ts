@@ -150,7 +150,7 @@ export class RedisStore implements SessionStore {
   readonly #source = randomBytes(9).toString("base64url");
   readonly #listeners = new Set<StoreEventListener>();
   readonly #deadlines: Deadlines;
-  /** The socket corked until the next tick, if any, and the commands it holds (see `#cork`). */
+  /** The socket corked until the end of this event-loop turn, if any, and the commands it holds (see `#cork`). */
   #corked: Writable | undefined;
   #batched = 0;
   #readyWait: Promise<void> | undefined;
@@ -276,12 +276,14 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * Coalesces the commands of the calls issued in one tick into few socket writes. ioredis writes each
-   * command at once, a syscall each on both sides; replies arrive in bursts and their callers answer in
-   * the same tick, so corking the socket until the next tick (as node-redis does) sends such a burst in
-   * writes of `CORK_BATCH` commands: far fewer syscalls, and Redis works on one batch while this process
-   * issues the next. Nothing waits longer than the current tick. Standalone clients only: a Cluster
-   * spreads a tick's commands over its nodes, whose sockets are its own business.
+   * Coalesces the commands issued in one turn of the event loop into few socket writes. ioredis writes
+   * each command at once, a syscall each on both sides. Under load one turn handles many sockets' reads
+   * (HTTP requests, Redis replies), each a callback of its own that issues a command or two, so the
+   * socket stays corked until the turn's check phase (setImmediate) rather than until the end of the
+   * current callback (nextTick): the turn's commands then go out in writes of `CORK_BATCH`, far fewer
+   * syscalls, and Redis works on one batch while this process issues the next. Nothing waits past the
+   * current turn, which does not block in poll while an immediate is pending. Standalone clients only: a
+   * Cluster spreads commands over its nodes, whose sockets are its own business.
    */
   #cork(): void {
     const corked = this.#corked;
@@ -297,7 +299,7 @@ export class RedisStore implements SessionStore {
     if (typeof stream?.cork !== "function" || typeof stream.uncork !== "function") return;
     stream.cork();
     this.#corked = stream as Writable;
-    process.nextTick(this.#uncork);
+    setImmediate(this.#uncork);
   }
 
   readonly #uncork = (): void => {
