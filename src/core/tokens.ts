@@ -134,8 +134,9 @@ function checkToken(token: unknown): CheckedToken | null {
   return { token, id: token.slice(0, ID_LENGTH), secret: token.slice(ID_LENGTH + 1), hashed: undefined };
 }
 
-// Scratch space for equalText and equalBytes. Reading a string a character at a time costs several nanoseconds per
-// character (each charCodeAt dispatches on the string's representation); one native call copies it.
+// Scratch space for equalText and equalBytes. Reading a string a character at a time costs several
+// nanoseconds per character (each charCodeAt dispatches on the string's representation); one native call
+// copies it.
 const SCRATCH_CHARS = 80;
 const left = new Uint8Array(SCRATCH_CHARS * 3);
 const right = new Uint8Array(SCRATCH_CHARS * 3);
@@ -147,27 +148,12 @@ const utf8 = new TextEncoder();
  * early exit. Tokens and verifiers, the texts compared per request, are always ASCII.
  */
 export function equalText(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  if (a.length > SCRATCH_CHARS) return equalChars(a, b);
   const n = a.length;
+  if (b.length !== n) return false;
   // One byte per character means ASCII, where the copy is exact; anything else (a lone surrogate turns
   // into U+FFFD) is compared character by character.
-  if (utf8.encodeInto(a, left).written !== n || utf8.encodeInto(b, right).written !== n)
-    return equalChars(a, b);
-  let diff = 0;
-  for (let i = 0; i < n; i++) diff |= left[i]! ^ right[i]!;
-  return diff === 0;
-}
-
-function equalChars(a: string, b: string): boolean {
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
-}
-
-/** The bytes of an ASCII text (a token or a verifier), kept to compare against with `equalBytes`. */
-function asciiBytes(text: string): Uint8Array {
-  return utf8.encode(text);
+  if (n > SCRATCH_CHARS || !intoScratch(a, left) || !intoScratch(b, right)) return equalChars(a, b);
+  return sameBytes(left, right, n);
 }
 
 /**
@@ -177,13 +163,33 @@ function asciiBytes(text: string): Uint8Array {
 export function equalBytes(text: string, bytes: Uint8Array): boolean {
   const n = bytes.length;
   if (text.length !== n) return false;
-  let diff = 0;
   if (n > SCRATCH_CHARS) {
+    let diff = 0;
     for (let i = 0; i < n; i++) diff |= text.charCodeAt(i) ^ bytes[i]!;
     return diff === 0;
   }
-  // More bytes than characters means non-ASCII: it cannot match ASCII bytes.
-  if (utf8.encodeInto(text, left).written !== n) return false;
-  for (let i = 0; i < n; i++) diff |= left[i]! ^ bytes[i]!;
+  // Non-ASCII text cannot match ASCII bytes.
+  return intoScratch(text, left) && sameBytes(left, bytes, n);
+}
+
+/** The bytes of an ASCII text (a token or a verifier), kept to compare against with `equalBytes`. */
+function asciiBytes(text: string): Uint8Array {
+  return utf8.encode(text);
+}
+
+/** Copies a text of at most SCRATCH_CHARS characters into `scratch`; false when it is not ASCII. */
+function intoScratch(text: string, scratch: Uint8Array): boolean {
+  return utf8.encodeInto(text, scratch).written === text.length;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array, n: number): boolean {
+  let diff = 0;
+  for (let i = 0; i < n; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}
+
+function equalChars(a: string, b: string): boolean {
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
   return diff === 0;
 }

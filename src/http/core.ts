@@ -18,8 +18,7 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
   readonly #connection: object | undefined;
   #promise: Promise<Session<A>> | undefined;
   #session: Session<A> | undefined;
-  #found = false;
-  // The session's token as loaded: the request's token, as the same string object the session holds, so
+  // Set when the token named a live session: the token as the same string object the session holds, so
   // telling whether the session still has it is an identity check rather than a text comparison.
   #loadedToken: string | undefined;
 
@@ -56,7 +55,7 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
 
   /** True when the request's token named a live session. */
   get found(): boolean {
-    return this.#found;
+    return this.#loadedToken !== undefined;
   }
 
   /** @internal True when the loaded session still has the token the request carried. */
@@ -88,7 +87,6 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
   }
 
   #adopt(loaded: Session<A> | null): Session<A> {
-    this.#found = loaded !== null;
     if (loaded !== null) this.#loadedToken = loaded.token;
     this.#session = loaded ?? this.#sessions.create();
     return this.#session;

@@ -123,8 +123,9 @@ class ResponseHook<A extends object> implements AttachedSession<A> {
     this.answer(error);
   };
 
-  end(res: ServerResponse, args: unknown[]): ServerResponse {
-    if (this.phase !== "open") return this.passEnd(res, args);
+  end(args: unknown[]): ServerResponse {
+    const res = this.res;
+    if (this.phase !== "open") return this.passEnd(args);
     const rotate = !res.headersSent;
     // The usual commit on an in-process store is done at once, and the response goes out in this turn.
     let now: { cookie: string | undefined } | undefined;
@@ -143,7 +144,8 @@ class ResponseHook<A extends object> implements AttachedSession<A> {
     return res;
   }
 
-  writeHead(res: ServerResponse, args: unknown[]): ServerResponse {
+  writeHead(args: unknown[]): ServerResponse {
+    const res = this.res;
     if (this.phase === "open" && !res.headersSent) {
       const session = this.lazy.peek();
       const cookie = session && cookieFor(this.lazy, session, this.carriage, this.secure);
@@ -152,14 +154,14 @@ class ResponseHook<A extends object> implements AttachedSession<A> {
     return (this.realWriteHead as (...a: unknown[]) => ServerResponse).apply(res, args);
   }
 
-  passEnd(res: ServerResponse, args: unknown[]): ServerResponse {
-    return (this.realEnd as (...a: unknown[]) => ServerResponse).apply(res, args);
+  passEnd(args: unknown[]): ServerResponse {
+    return (this.realEnd as (...a: unknown[]) => ServerResponse).apply(this.res, args);
   }
 
   close(cookie: string | undefined, args: unknown[]): ServerResponse {
     this.phase = "closed";
     if (cookie !== undefined && !this.res.headersSent) appendSetCookie(this.res, cookie);
-    return this.passEnd(this.res, args);
+    return this.passEnd(args);
   }
 
   abort(error: unknown): void {
@@ -183,12 +185,13 @@ class ResponseHook<A extends object> implements AttachedSession<A> {
   }
 }
 
+// `this` is the response the hook was installed on, so the hook's own `res` stands for it.
 function hookedEnd(this: HookedResponse, ...args: unknown[]): ServerResponse {
-  return this[HOOK].end(this, args);
+  return this[HOOK].end(args);
 }
 
 function hookedWriteHead(this: HookedResponse, ...args: unknown[]): ServerResponse {
-  return this[HOOK].writeHead(this, args);
+  return this[HOOK].writeHead(args);
 }
 
 function appendSetCookie(res: ServerResponse, cookie: string): void {
