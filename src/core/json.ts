@@ -7,7 +7,8 @@ const NO_CYCLES: Set<object> = new Set();
 /**
  * Serializes the value of attribute `key`, which must survive JSON round-trip unchanged, or throws INVALID_VALUE.
  * Refuses what JSON.stringify would silently drop or change: functions, symbols, BigInt, undefined,
- * NaN/Infinity, cycles, and objects that are not plain (Date, Map, class instances).
+ * NaN/Infinity, cycles, objects that are not plain (Date, Map, class instances), and text that not every
+ * store can keep exactly (see `isStorableText`).
  */
 export function serializeJson(value: unknown, key: string): string {
   // Most values a request writes are flat (a counter, a flag, a name): no cycle bookkeeping for them.
@@ -29,6 +30,8 @@ export function jsonText(value: JsonValue): string {
 function assertJson(value: unknown, key: string, seen: Set<object>): asserts value is JsonValue {
   switch (typeof value) {
     case "string":
+      if (!isStorableText(value)) throw invalid(key, "a lone surrogate or U+0000 in a string");
+      return;
     case "boolean":
       return;
     case "number":
@@ -47,6 +50,7 @@ function assertJson(value: unknown, key: string, seen: Set<object>): asserts val
         const proto = Object.getPrototypeOf(value);
         if (proto !== Object.prototype && proto !== null) throw invalid(key, "a non-plain object");
         for (const name of Object.keys(value)) {
+          if (!isStorableText(name)) throw invalid(key, "a lone surrogate or U+0000 in a property name");
           assertJson((value as Record<string, unknown>)[name], key, seen);
         }
       }
@@ -61,6 +65,20 @@ function assertJson(value: unknown, key: string, seen: Set<object>): asserts val
 // The message is built only on failure: building it for every write would cost a string per set().
 function invalid(key: string, found: string): StowageError {
   return new StowageError("INVALID_VALUE", `attribute "${key}" must be JSON; found ${found}`);
+}
+
+/**
+ * True for text every store keeps exactly: well-formed UTF-16 without U+0000. Redis and SQLite turn a
+ * lone surrogate into U+FFFD and PostgreSQL refuses it and U+0000 alike, so core refuses both for all.
+ */
+export function isStorableText(text: string): boolean {
+  return text.isWellFormed() && !text.includes("\0");
+}
+
+/** Throws INVALID_VALUE unless `text` is storable; `what` names it, the text itself is never quoted. */
+export function checkStorableText(text: string, what: string): void {
+  if (!isStorableText(text))
+    throw new StowageError("INVALID_VALUE", `${what} holds a lone surrogate or U+0000`);
 }
 
 /** Bytes one attribute counts against `maxAttributesBytes`: key, JSON value and a little framing. */

@@ -11,7 +11,7 @@ import type {
 import { type Clock, systemClock } from "./clock.js";
 import { isStowageError, StowageError } from "./errors.js";
 import { Emitter, type SessionEvents } from "./events.js";
-import { attributesBytes, serializeJson, setOwn } from "./json.js";
+import { attributesBytes, isStorableText, serializeJson, setOwn } from "./json.js";
 import { KeyRing, type SealingKey } from "./keyring.js";
 import { type Attributes, expiryOf, type JsonValue, type LoginType, type SessionRecord } from "./record.js";
 import {
@@ -29,7 +29,7 @@ import {
   state,
   UNSET,
 } from "./session.js";
-import { type CheckedToken, issueToken, matchesVerifier, TokenMemo } from "./tokens.js";
+import { type CheckedToken, issueToken, isValidId, matchesVerifier, TokenMemo } from "./tokens.js";
 
 /** Options for `createSessions`. */
 export interface SessionsOptions {
@@ -349,6 +349,8 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
 
   /** Live sessions of one user, oldest first. */
   async listForUser(userId: string): Promise<SessionInfo[]> {
+    // No session can be signed in as text `login` refuses; a store might match it to a mangled spelling.
+    if (!isUserId(userId)) return [];
     const now = this.#clock.now();
     const records = await this.store.listByUser(userId);
     return records
@@ -371,6 +373,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
 
   /** Ends every session of a user (except `except`, an id); resolves how many ended. */
   async endAllForUser(userId: string, options: { except?: string } = {}): Promise<number> {
+    if (!isUserId(userId)) return 0;
     const ids = await this.store.deleteByUser(
       userId,
       options.except === undefined ? {} : { exceptId: options.except },
@@ -381,6 +384,8 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
 
   /** Ends one session by id; resolves true if it existed. */
   async end(id: string): Promise<boolean> {
+    // Only ids the manager issues can exist: anything else is no session, without asking the store.
+    if (!isValidId(id)) return false;
     const removed = await this.store.delete(id);
     if (removed) await this.#ended(id, undefined);
     return removed;
@@ -570,7 +575,8 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       const fresh = await this.store.get(s.storedId!);
       if (!fresh) throw new StowageError("SESSION_ENDED", "the session has ended");
       s.storedId = fresh.id;
-      const value = JSON.parse(serializeJson(fn(fresh.attributes[key]), key)) as JsonValue;
+      const current = Object.hasOwn(fresh.attributes, key) ? fresh.attributes[key] : undefined;
+      const value = JSON.parse(serializeJson(fn(current), key)) as JsonValue;
       const bytes = attributesBytes({ ...fresh.attributes, [key]: value });
       if (bytes > this.#host.maxAttributesBytes) {
         throw new StowageError(
@@ -586,7 +592,10 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
           { ifVersion: fresh.version },
         );
       } catch (error) {
-        if (!isStowageError(error, "VERSION_CONFLICT")) throw error;
+        // SESSION_ENDED may only mean that a rename moved the record since the read (the id asked for is
+        // an alias now): the next read follows the alias, or finds the session really gone.
+        if (!isStowageError(error, "VERSION_CONFLICT") && !isStowageError(error, "SESSION_ENDED"))
+          throw error;
         await this.#conflict(s.id, attempt, started);
         continue;
       }
@@ -628,21 +637,44 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   }
 
   /**
-   * Runs a write on the stored id, then `done` with its result; if that id became a rotation alias
-   * meanwhile, the write is retried on the new id.
+   * Runs a write on the stored id, then `done` with its result. The usual write succeeds at once and
+   * costs no async frame; a write that met a rename goes through `#followRename`.
    */
   #retarget<T>(
     s: SessionState,
     write: (id: string) => Promise<T>,
     done: (result: T) => boolean,
   ): Promise<boolean> {
-    return write(s.storedId!).then(done, async (error: unknown) => {
-      if (!isStowageError(error, "SESSION_ENDED")) throw error;
+    return write(s.storedId!).then(done, (error: unknown) => this.#followRename(s, write, done, error));
+  }
+
+  /**
+   * Retries a write that a parallel rename got in the way of: SESSION_ENDED when the id became a rotation
+   * alias (the write goes to the id it points to), VERSION_CONFLICT while a store holds the record for a
+   * rename in progress (a write without `ifVersion` conflicts with nothing else). Anything else, or a
+   * session that is really gone, is the caller's error.
+   */
+  async #followRename<T>(
+    s: SessionState,
+    write: (id: string) => Promise<T>,
+    done: (result: T) => boolean,
+    first: unknown,
+  ): Promise<boolean> {
+    const started = Date.now();
+    let error = first;
+    for (let attempt = 1; ; attempt++) {
+      const moved = isStowageError(error, "SESSION_ENDED");
+      if (!moved && !isStowageError(error, "VERSION_CONFLICT")) throw error;
+      if (!moved) await this.#conflict(s.id, attempt, started);
       const current = await this.store.get(s.storedId!);
-      if (!current?.via) throw error;
+      if (!current || (moved && current.via === undefined)) throw error;
       s.storedId = current.id;
-      return done(await write(current.id));
-    });
+      try {
+        return done(await write(current.id));
+      } catch (next) {
+        error = next;
+      }
+    }
   }
 
   async #conflict(id: string, attempt: number, started: number): Promise<void> {
@@ -683,6 +715,10 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       this.emit("error", error instanceof Error ? error : new Error(String(error)));
     });
   }
+}
+
+function isUserId(userId: unknown): userId is string {
+  return typeof userId === "string" && userId.length > 0 && isStorableText(userId);
 }
 
 function fromRecord(record: PeekedRecord, token: string, secret: string, borrowed: boolean): SessionState {

@@ -1,6 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { StowageError } from "./errors.js";
-import { attributeBytes as byteSize, cloneJson, jsonText, serializeJson, setOwn, textBytes } from "./json.js";
+import {
+  attributeBytes as byteSize,
+  checkStorableText,
+  cloneJson,
+  jsonText,
+  serializeJson,
+  setOwn,
+  textBytes,
+} from "./json.js";
 import type { KeyRing } from "./keyring.js";
 import type { Attributes, JsonValue, LoginType, MetaPatch, SessionRecord } from "./record.js";
 import { equalText, type IssuedToken, issueToken } from "./tokens.js";
@@ -230,6 +238,7 @@ export class Session<A extends object = Attributes> {
    */
   async update<K extends keyof A & string>(key: K, fn: (current: A[K] | undefined) => A[K]): Promise<A[K]> {
     if (key === CSRF_KEY) throw new StowageError("INVALID_VALUE", `attribute key "${CSRF_KEY}" is reserved`);
+    checkKey(key);
     const s = this.#writable();
     if (s.storedId === undefined) {
       const next = fn(this.get(key));
@@ -245,6 +254,7 @@ export class Session<A extends object = Attributes> {
     if (typeof userId !== "string" || userId.length === 0 || userId.length > 512) {
       throw new StowageError("INVALID_VALUE", "userId must be a non-empty string of at most 512 characters");
     }
+    checkStorableText(userId, "userId");
     const level = options.level ?? 100;
     checkLevel(level);
     const s = this.#writable();
@@ -311,6 +321,7 @@ export class Session<A extends object = Attributes> {
     if (language !== undefined && (typeof language !== "string" || language.length > 64)) {
       throw new StowageError("INVALID_VALUE", "language must be a string of at most 64 characters");
     }
+    if (language !== undefined) checkStorableText(language, "language");
     const s = this.#writable();
     s.language = language;
     s.meta.language = language ?? null;
@@ -376,6 +387,7 @@ export class Session<A extends object = Attributes> {
   }
 
   #write(key: string, value: unknown): void {
+    checkKey(key);
     const s = this.#writable();
     const json = serializeJson(value, key);
     const valueBytes = textBytes(json);
@@ -542,8 +554,8 @@ export function sessionState(seed: StateSeed): SessionState {
  * on its first read, and one still in JSON text is parsed then; either is kept in place of the original.
  */
 export function readAttribute(s: SessionState, key: string): JsonValue | undefined {
-  // An absent "__proto__" would read the prototype: only own keys are attributes.
-  const value = key === "__proto__" && !Object.hasOwn(s.attributes, key) ? undefined : s.attributes[key];
+  // Only own keys are attributes: "constructor" or "__proto__" would otherwise read Object.prototype's.
+  const value = Object.hasOwn(s.attributes, key) ? s.attributes[key] : undefined;
   if (value === undefined)
     return s.encoded !== undefined && Object.hasOwn(s.encoded, key) ? decode(s, key) : undefined;
   if (!s.borrowed || typeof value !== "object" || value === null || s.owned?.has(key)) return value;
@@ -598,6 +610,12 @@ export function adoptAttributes(s: SessionState, attributes: Attributes): void {
   s.borrowed = false;
   s.owned = undefined;
   s.encoded = undefined;
+}
+
+/** Throws INVALID_VALUE unless an attribute key is storable text (see `isStorableText`). */
+function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== "string") throw new StowageError("INVALID_VALUE", "an attribute key must be a string");
+  checkStorableText(key, "an attribute key");
 }
 
 /** Throws INVALID_VALUE unless `level` is an integer from 0 to 255. */

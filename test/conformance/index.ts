@@ -8,7 +8,7 @@ import type { StoreGetter } from "./helpers.js";
 import { lockTests } from "./locks.js";
 import { recordTests } from "./records.js";
 import { renameConsumeTests } from "./rename-consume.js";
-import { sessionTests } from "./sessions.js";
+import { ownAttributeTests, renameRaceTests, sessionTests, wellFormedTextTests } from "./sessions.js";
 import { userIndexTests } from "./user-index.js";
 import { valueTests } from "./values.js";
 
@@ -26,6 +26,9 @@ export const conformanceGroups = {
   values: valueTests,
   concurrency: concurrencyTests,
   sessions: sessionTests,
+  "rename-races": renameRaceTests,
+  "own-attributes": ownAttributeTests,
+  "well-formed-text": wellFormedTextTests,
 } satisfies Record<string, (getStore: StoreGetter) => void>;
 
 /** Name of one group of the suite. */
