@@ -47,6 +47,6 @@ export type * from "./stores/types.js";
  * await session.save();
  */
 export function createSessions<A extends object = Attributes>(options: SessionsOptions = {}): Sessions<A> {
-  const { store, ...rest } = options;
+  const { store, ...rest } = options ?? {};
   return new Sessions<A>(store ?? new MemoryStore(), rest);
 }

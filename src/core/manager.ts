@@ -13,6 +13,7 @@ import { isStowageError, StowageError } from "./errors.js";
 import { Emitter, type SessionEvents } from "./events.js";
 import { attributesBytes, isStorableText, serializeJson, setOwn } from "./json.js";
 import { KeyRing, type SealingKey } from "./keyring.js";
+import { OptionChecker } from "./options.js";
 import { type Attributes, expiryOf, type JsonValue, type LoginType, type SessionRecord } from "./record.js";
 import {
   type AcquireOptions,
@@ -111,6 +112,35 @@ interface KeptToken {
 }
 
 const DAY = 86_400_000;
+const SESSIONS_OPTIONS = [
+  "ttl",
+  "idleTimeout",
+  "touchAfter",
+  "rotateEvery",
+  "rotationGraceMs",
+  "keys",
+  "maxAttributesBytes",
+  "clock",
+] as const;
+const STORE_METHODS = [
+  "insert",
+  "get",
+  "commit",
+  "rename",
+  "consume",
+  "delete",
+  "touch",
+  "listByUser",
+] as const;
+
+/** True for an object with the contract's methods (a plain JavaScript caller may pass anything). */
+function isStore(store: unknown): store is SessionStore {
+  return (
+    typeof store === "object" &&
+    store !== null &&
+    STORE_METHODS.every((name) => typeof (store as Record<string, unknown>)[name] === "function")
+  );
+}
 const MAX_UPDATE_MS = 30_000;
 
 /** The session manager: creates, loads, commits and ends sessions on one store. */
@@ -148,20 +178,34 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
 
   constructor(store: SessionStore, options: Omit<SessionsOptions, "store"> = {}) {
     super();
+    const check = new OptionChecker("createSessions", options, SESSIONS_OPTIONS);
+    if (!isStore(store)) throw check.error("store must be a session store (see docs/store-contract.md)");
     this.store = store;
     this.#peek = store.peek?.bind(store);
     this.#lane = syncLane(store);
-    this.ttl = positive("ttl", options.ttl, 14 * DAY);
-    this.idleTimeout = positive("idleTimeout", options.idleTimeout, 30 * 60_000);
-    this.#touchAfter = nonNegative("touchAfter", options.touchAfter, Math.min(this.idleTimeout / 10, 60_000));
-    this.#rotateEvery = nonNegative("rotateEvery", options.rotateEvery, 0);
-    this.#rotationGraceMs = nonNegative("rotationGraceMs", options.rotationGraceMs, 10_000);
-    this.#clock = options.clock ?? systemClock;
-    const keys =
-      options.keys === undefined || options.keys instanceof KeyRing
-        ? options.keys
-        : new KeyRing(options.keys);
-    const maxAttributesBytes = positive("maxAttributesBytes", options.maxAttributesBytes, 65_536);
+    this.ttl = check.ms("ttl", 14 * DAY);
+    this.idleTimeout = check.ms("idleTimeout", 30 * 60_000);
+    if (this.idleTimeout > this.ttl) {
+      throw check.error(`idleTimeout (${this.idleTimeout} ms) must not exceed ttl (${this.ttl} ms)`);
+    }
+    this.#touchAfter = check.ms("touchAfter", Math.min(this.idleTimeout / 10, 60_000), { zero: true });
+    if (this.#touchAfter >= this.idleTimeout) {
+      throw check.error(
+        `touchAfter (${this.#touchAfter} ms) must be less than idleTimeout (${this.idleTimeout} ms)`,
+      );
+    }
+    this.#rotateEvery = check.ms("rotateEvery", 0, { zero: true });
+    this.#rotationGraceMs = check.ms("rotationGraceMs", 10_000, { zero: true });
+    const clock = check.raw("clock") ?? systemClock;
+    if (typeof (clock as Partial<Clock>).now !== "function")
+      throw check.error("clock must have a now() method");
+    this.#clock = clock as Clock;
+    const given = check.raw("keys");
+    if (given !== undefined && !(given instanceof KeyRing) && !Array.isArray(given)) {
+      throw check.error("keys must be a KeyRing or an array of sealing keys");
+    }
+    const keys = given === undefined || given instanceof KeyRing ? given : new KeyRing(given as SealingKey[]);
+    const maxAttributesBytes = check.bytes("maxAttributesBytes", 65_536);
     this.#host = {
       maxAttributesBytes,
       keys,
@@ -612,8 +656,9 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       s.dirty = true;
       await this.#serialized(s, true);
     }
-    const leaseMs = positive("leaseMs", options.leaseMs, 10_000);
-    const deadline = Date.now() + nonNegative("waitMs", options.waitMs, 5_000);
+    const check = new OptionChecker("acquire", options, ["leaseMs", "waitMs"]);
+    const leaseMs = check.ms("leaseMs", 10_000);
+    const deadline = Date.now() + check.ms("waitMs", 5_000, { zero: true });
     for (let attempt = 1; ; attempt++) {
       const lock = await this.store.lock(s.storedId!, leaseMs);
       if (lock) {
@@ -881,20 +926,4 @@ function clearPending(s: SessionState): void {
   s.pending = undefined;
   s.meta = {};
   s.dirty = false;
-}
-
-function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    throw new StowageError("CONFIG_INVALID", `${name} must be a positive number of milliseconds`);
-  }
-  return value;
-}
-
-function nonNegative(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
-    throw new StowageError("CONFIG_INVALID", `${name} must be zero or a positive number of milliseconds`);
-  }
-  return value;
 }

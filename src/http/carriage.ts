@@ -1,5 +1,5 @@
 import { stringifySetCookie } from "cookie";
-import { StowageError } from "../core/errors.js";
+import { OptionChecker } from "../core/options.js";
 import { parseToken, TOKEN_LENGTH } from "../core/tokens.js";
 
 /** How the HTTP layer carries the session token; shared by node:http, fetch and every adapter. */
@@ -35,6 +35,15 @@ export interface CarriedToken {
   via: TokenSource | undefined;
 }
 
+const HTTP_OPTIONS = [
+  "cookieName",
+  "header",
+  "secure",
+  "trustProxy",
+  "sameSite",
+  "path",
+  "persistent",
+] as const;
 const NONE: CarriedToken = Object.freeze({ token: undefined, via: undefined });
 // RFC 6265 cookie-name (an RFC 7230 token) and path-value.
 const COOKIE_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -56,37 +65,33 @@ export class Carriage {
   readonly #path: string;
   readonly #persistent: boolean;
 
-  constructor(options: HttpSessionOptions = {}) {
-    const name = options.cookieName ?? "sid";
-    if (typeof name !== "string" || !COOKIE_NAME_RE.test(name) || /^__(host|secure)-/i.test(name)) {
-      throw invalid("cookieName must be a cookie token without a __Host-/__Secure- prefix");
+  /** `extra`: option names the entry point itself takes beside these (e.g. `onError`). */
+  constructor(options: HttpSessionOptions = {}, extra: readonly string[] = []) {
+    const check = new OptionChecker("HTTP session options", options, [...HTTP_OPTIONS, ...extra]);
+    const name = check.text("cookieName", "sid");
+    if (!COOKIE_NAME_RE.test(name) || /^__(host|secure)-/i.test(name)) {
+      throw check.error("cookieName must be a cookie token without a __Host-/__Secure- prefix");
     }
-    const path = options.path ?? "/";
-    if (typeof path !== "string" || !PATH_RE.test(path))
-      throw invalid("path must start with / and hold no ; or controls");
-    const header = options.header ?? "authorization";
+    const path = check.text("path", "/");
+    if (!PATH_RE.test(path)) throw check.error("path must start with / and hold no ; or controls");
+    const header = check.raw("header") ?? "authorization";
     if (header !== false && (typeof header !== "string" || !HEADER_NAME_RE.test(header))) {
-      throw invalid("header must be a header name or false");
+      throw check.error("header must be a header name or false");
     }
-    const sameSite = options.sameSite ?? "lax";
-    if (sameSite !== "lax" && sameSite !== "strict" && sameSite !== "none") {
-      throw invalid('sameSite must be "lax", "strict" or "none"');
-    }
-    const secure = options.secure ?? "auto";
-    if (secure !== true && secure !== false && secure !== "auto")
-      throw invalid('secure must be true, false or "auto"');
+    const sameSite = check.oneOf("sameSite", "lax", ["lax", "strict", "none"] as const);
+    const secure = check.oneOf("secure", "auto", [true, false, "auto"] as const);
     if (sameSite === "none" && secure === false)
-      throw invalid("browsers refuse SameSite=None without Secure");
+      throw check.error("browsers refuse SameSite=None without Secure");
     this.header = header === false ? undefined : header.toLowerCase();
     this.#bearer = this.header === "authorization";
     this.#secure = secure;
-    this.#trustProxy = options.trustProxy ?? false;
+    this.#trustProxy = check.flag("trustProxy", false);
     this.#plainName = name;
     // __Host- demands Path=/ and no Domain; with another path the weaker __Secure- prefix still applies.
     this.#secureName = `${path === "/" ? "__Host-" : "__Secure-"}${name}`;
     this.#sameSite = sameSite;
     this.#path = path;
-    this.#persistent = options.persistent ?? true;
+    this.#persistent = check.flag("persistent", true);
   }
 
   /** True when `isSecure` reads X-Forwarded-Proto; otherwise callers need not look it up. */
@@ -214,8 +219,4 @@ function decode(value: string): string {
   } catch {
     return value;
   }
-}
-
-function invalid(message: string): StowageError {
-  return new StowageError("CONFIG_INVALID", message);
 }

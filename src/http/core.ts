@@ -4,6 +4,17 @@ import type { Attributes } from "../core/record.js";
 import { type Session, state } from "../core/session.js";
 import type { Carriage, CarriedToken, TokenSource } from "./carriage.js";
 
+/** Options of a `LazySession`. */
+export interface LazySessionOptions {
+  /** The client's socket, if the adapter has it (see `Sessions.load`). */
+  connection?: object;
+  /**
+   * Takes a failed load instead of the awaiting code, which then never resumes: for frameworks that do
+   * not catch a rejected handler (express 4), so the adapter answers the request itself. @default undefined
+   */
+  onLoadError?: (error: unknown) => void;
+}
+
 /**
  * A request's session, read from the store only on the first `await`: a request that never awaits it
  * costs no store call. It resolves to the session the token names, or to a new blank session when the
@@ -16,16 +27,19 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
   readonly via: TokenSource | undefined;
   readonly #sessions: Sessions<A>;
   readonly #connection: object | undefined;
+  readonly #onLoadError: ((error: unknown) => void) | undefined;
   #promise: Promise<Session<A>> | undefined;
+  /** What `then` hands out when `onLoadError` takes failures: `#promise` with its rejection withheld. */
+  #awaited: Promise<Session<A>> | undefined;
   #session: Session<A> | undefined;
   // Set when the token named a live session: the token as the same string object the session holds, so
   // telling whether the session still has it is an identity check rather than a text comparison.
   #loadedToken: string | undefined;
 
-  /** `connection`: the client's socket, if the adapter has it (see `Sessions.load`). */
-  constructor(sessions: Sessions<A>, carried: CarriedToken, connection?: object) {
+  constructor(sessions: Sessions<A>, carried: CarriedToken, options: LazySessionOptions = {}) {
     this.#sessions = sessions;
-    this.#connection = connection;
+    this.#connection = options.connection;
+    this.#onLoadError = options.onLoadError;
     this.token = carried.token;
     this.via = carried.via;
   }
@@ -69,8 +83,17 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
   }
 
   #load(): Promise<Session<A>> {
-    this.#promise ??= this.#open();
-    return this.#promise;
+    if (this.#promise === undefined) {
+      this.#promise = this.#open();
+      const take = this.#onLoadError;
+      if (take !== undefined) {
+        // The failure is the adapter's to answer; whoever awaits is left waiting and is collected with
+        // the request. `settled()` still sees the real outcome.
+        this.#promise.catch(take);
+        this.#awaited = this.#promise.catch(() => new Promise<never>(() => {}));
+      }
+    }
+    return this.#awaited ?? this.#promise;
   }
 
   #open(): Promise<Session<A>> {
@@ -93,6 +116,16 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
   }
 }
 
+/** What `openSession` reads a request's token from. */
+export interface OpenSessionInput extends LazySessionOptions {
+  /** The Cookie header, as the request carried it. */
+  cookie: unknown;
+  /** The value of the token header (`HttpSessionOptions.header`), if the carriage reads one. */
+  header: unknown;
+  /** Whether the request counts as secure (see `Carriage.isSecure`): which cookie name is read. */
+  secure: boolean;
+}
+
 /**
  * Opens a request's lazy session from what its headers carry. Pass the client's socket as `connection`
  * when there is one: a keep-alive client's repeated token is then checked without hashing it again.
@@ -100,12 +133,17 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
 export function openSession<A extends object>(
   sessions: Sessions<A>,
   carriage: Carriage,
-  cookieHeader: unknown,
-  headerValue: unknown,
-  secure: boolean,
-  connection?: object,
+  input: OpenSessionInput,
 ): LazySession<A> {
-  return new LazySession(sessions, carriage.read(cookieHeader, headerValue, secure), connection);
+  return new LazySession(sessions, carriage.read(input.cookie, input.header, input.secure), input);
+}
+
+/** How `commitSession` commits. */
+export interface CommitSessionOptions {
+  /** Whether the request counts as secure: which cookie name and attributes the Set-Cookie gets. */
+  secure: boolean;
+  /** Allow a due routine rotation; false once headers are out, since the new token could not reach the client. */
+  rotate: boolean;
 }
 
 /**
@@ -131,16 +169,14 @@ export function cookieFor<A extends object>(
 
 /**
  * Commits a request's session (if the request touched it) and resolves the Set-Cookie to send, if any.
- * `rotate` allows a due routine rotation; pass false once headers are out, since the new token could
- * not reach the client. Header-carried sessions never rotate on their own: the client could not learn
- * the new token. A session ended elsewhere meanwhile (SESSION_ENDED) is treated as ended here.
+ * Header-carried sessions never rotate on their own: the client could not learn the new token. A
+ * session ended elsewhere meanwhile (SESSION_ENDED) is treated as ended here.
  */
 export async function commitSession<A extends object>(
   sessions: Sessions<A>,
   lazy: LazySession<A>,
   carriage: Carriage,
-  secure: boolean,
-  rotate: boolean,
+  { secure, rotate }: CommitSessionOptions,
 ): Promise<string | undefined> {
   const session = lazy.peek() ?? (await lazy.settled());
   if (!session) return undefined;
@@ -162,8 +198,7 @@ export function commitSessionNow<A extends object>(
   sessions: Sessions<A>,
   lazy: LazySession<A>,
   carriage: Carriage,
-  secure: boolean,
-  rotate: boolean,
+  { secure, rotate }: CommitSessionOptions,
 ): { cookie: string | undefined } | undefined {
   const session = lazy.peek();
   if (!session) return lazy.started ? undefined : { cookie: undefined };

@@ -21,9 +21,12 @@ export type SessionRequest<A extends object = Attributes> = Omit<Request, "sessi
 };
 
 /**
- * Express middleware that puts a lazy session on `req.session` and commits it when the response ends,
- * before its headers go out. A store outage becomes a 503 (a load failure reaches express's error
- * handling with `status` 503; a failed commit is answered 503 here).
+ * Express middleware (express 4 and 5) that puts a lazy session on `req.session` and commits it when the
+ * response ends, before its headers go out. The cookie is Secure when express says the request is
+ * (`req.secure`, which follows express's "trust proxy" setting). A store outage becomes a 503: a failed
+ * load reaches express's error handling with `status` 503 (on express 4, which does not catch a rejected
+ * handler, the middleware passes it to `next` itself and the awaiting handler does not resume); a failed
+ * commit is answered 503 here.
  *
  * @example
  * const app = express();
@@ -38,12 +41,25 @@ export function sessionMiddleware<A extends object = Attributes>(
   sessions: Sessions<A>,
   options: NodeSessionOptions = {},
 ): RequestHandler {
-  const carriage = new Carriage(options);
+  const carriage = new Carriage(options, ["onError"]);
+  const onError = options.onError;
   return (req: Request, res: Response, next: NextFunction) => {
-    const { lazy } = attachSession(sessions, carriage, req, res, options.onError);
+    const { lazy } = attachSession(sessions, carriage, req, res, {
+      onError,
+      tls: req.secure,
+      onLoadError: catchesRejections(req) ? undefined : next,
+    });
     (req as unknown as SessionRequest<A>).session = lazy;
     next();
   };
+}
+
+/**
+ * True on express 5, whose router passes a rejected handler's error to `next`. express 4 ignores it (the
+ * process would die of an unhandled rejection); its application keeps its router in `_router`.
+ */
+function catchesRejections(req: Request): boolean {
+  return typeof (req.app as { _router?: unknown } | undefined)?._router !== "function";
 }
 
 /** The lazy session `sessionMiddleware` put on this request. */

@@ -1,5 +1,3 @@
-import type { IncomingMessage } from "node:http";
-import type { TLSSocket } from "node:tls";
 import type { FastifyPluginCallback, FastifyRequest } from "fastify";
 import type { Sessions } from "../core/manager.js";
 import type { Attributes } from "../core/record.js";
@@ -37,8 +35,9 @@ export function sessionPlugin<A extends object = Attributes>(
   options: HttpSessionOptions = {},
 ): FastifyPluginCallback {
   const carriage = new Carriage(options);
-  const secureOf = (raw: IncomingMessage): boolean =>
-    carriage.isSecure((raw.socket as TLSSocket).encrypted === true, single(raw.headers["x-forwarded-proto"]));
+  // fastify's own answer: a TLS socket, or X-Forwarded-Proto from a proxy its `trustProxy` trusts.
+  const secureOf = (request: FastifyRequest): boolean =>
+    carriage.isSecure(request.protocol === "https", single(request.raw.headers["x-forwarded-proto"]));
   // Requests whose handler failed: their error reply is sent without a commit.
   const failed = new WeakSet<FastifyRequest>();
 
@@ -47,14 +46,12 @@ export function sessionPlugin<A extends object = Attributes>(
     app.addHook("onRequest", (request, _reply, next) => {
       const raw = request.raw;
       const header = carriage.header === undefined ? undefined : raw.headers[carriage.header];
-      const lazy = openSession(
-        sessions,
-        carriage,
-        raw.headers.cookie,
-        single(header),
-        secureOf(raw),
-        raw.socket,
-      );
+      const lazy = openSession(sessions, carriage, {
+        cookie: raw.headers.cookie,
+        header: single(header),
+        secure: secureOf(request),
+        connection: raw.socket,
+      });
       request.session = lazy as unknown as LazySession<Attributes>;
       next();
     });
@@ -68,7 +65,10 @@ export function sessionPlugin<A extends object = Attributes>(
       if (failed.has(request) || request.session === null) return payload;
       try {
         const lazy = request.session as unknown as LazySession<A>;
-        const cookie = await commitSession(sessions, lazy, carriage, secureOf(request.raw), true);
+        const cookie = await commitSession(sessions, lazy, carriage, {
+          secure: secureOf(request),
+          rotate: true,
+        });
         if (cookie !== undefined) reply.header("set-cookie", cookie);
         return payload;
       } catch (error) {

@@ -30,18 +30,16 @@ export function handleFetch<A extends object>(
   return async (request) => {
     const headers = request.headers;
     const secure = carriage.isSecure(request.url.startsWith("https:"), headers.get("x-forwarded-proto"));
-    const lazy = openSession(
-      sessions,
-      carriage,
-      headers.get("cookie"),
-      carriage.header === undefined ? null : headers.get(carriage.header),
+    const lazy = openSession(sessions, carriage, {
+      cookie: headers.get("cookie"),
+      header: carriage.header === undefined ? null : headers.get(carriage.header),
       secure,
-    );
+    });
     let response: Response;
     let cookie: string | undefined;
     try {
       response = await handler(request, lazy);
-      cookie = await commitSession(sessions, lazy, carriage, secure, true);
+      cookie = await commitSession(sessions, lazy, carriage, { secure, rotate: true });
     } catch (error) {
       if (isUnavailable(error)) return unavailableResponse();
       throw error;

@@ -36,7 +36,7 @@ export function sessionMiddleware<A extends object = Attributes>(
   return async (c, next) => {
     const secure = carriage.isSecure(c.req.url.startsWith("https:"), c.req.header("x-forwarded-proto"));
     const header = carriage.header === undefined ? undefined : c.req.header(carriage.header);
-    const lazy = openSession(sessions, carriage, c.req.header("cookie"), header, secure);
+    const lazy = openSession(sessions, carriage, { cookie: c.req.header("cookie"), header, secure });
     c.set("session", lazy);
     await next();
     if (c.error) {
@@ -44,7 +44,7 @@ export function sessionMiddleware<A extends object = Attributes>(
       return;
     }
     try {
-      const cookie = await commitSession(sessions, lazy, carriage, secure, true);
+      const cookie = await commitSession(sessions, lazy, carriage, { secure, rotate: true });
       if (cookie !== undefined) c.header("set-cookie", cookie, { append: true });
     } catch (error) {
       if (!isUnavailable(error)) throw error;

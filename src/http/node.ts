@@ -42,9 +42,9 @@ export function withSessions<A extends object>(
   handler: NodeSessionHandler<A>,
   options: NodeSessionOptions = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
-  const carriage = new Carriage(options);
+  const carriage = new Carriage(options, ["onError"]);
   return (req, res) => {
-    const { lazy, fail } = attachSession(sessions, carriage, req, res, options.onError);
+    const { lazy, fail } = attachSession(sessions, carriage, req, res, { onError: options.onError });
     try {
       const result = handler(req, res, lazy);
       if (isThenable(result)) result.then(undefined, fail);
@@ -62,6 +62,19 @@ export interface AttachedSession<A extends object> {
   fail: (error: unknown) => void;
 }
 
+/** Options of `attachSession`. */
+export interface AttachOptions {
+  /** Told about errors that end the request (see `NodeSessionOptions.onError`). @default console.error */
+  onError?: ((error: unknown) => void) | undefined;
+  /**
+   * Whether the request came over TLS, as the framework judges it (express's `req.secure`, which follows
+   * its "trust proxy" setting). @default the socket's own answer (`req.socket.encrypted`)
+   */
+  tls?: boolean;
+  /** See `LazySessionOptions.onLoadError`. @default undefined */
+  onLoadError?: (error: unknown) => void;
+}
+
 /**
  * Opens a request's lazy session and hooks the response so the session is committed when it ends.
  * `end` is held back until the commit finishes, then the Set-Cookie is added. If the handler sent the
@@ -73,15 +86,20 @@ export function attachSession<A extends object>(
   carriage: Carriage,
   req: IncomingMessage,
   res: ServerResponse,
-  report: (error: unknown) => void = defaultReport,
+  options: AttachOptions = {},
 ): AttachedSession<A> {
   const secure = carriage.isSecure(
-    (req.socket as TLSSocket).encrypted === true,
+    options.tls ?? (req.socket as TLSSocket).encrypted === true,
     carriage.trustsProxy ? rawHeader(req, "x-forwarded-proto") : undefined,
   );
-  const headerValue = carriage.header === undefined ? undefined : rawHeader(req, carriage.header);
-  const lazy = openSession(sessions, carriage, rawHeader(req, "cookie"), headerValue, secure, req.socket);
-  const hook = new ResponseHook(sessions, carriage, lazy, secure, res, report);
+  const lazy = openSession<A>(sessions, carriage, {
+    cookie: rawHeader(req, "cookie"),
+    header: carriage.header === undefined ? undefined : rawHeader(req, carriage.header),
+    secure,
+    connection: req.socket,
+    onLoadError: options.onLoadError,
+  });
+  const hook = new ResponseHook(sessions, carriage, lazy, secure, res, options.onError ?? defaultReport);
   (res as HookedResponse)[HOOK] = hook as unknown as ResponseHook<object>;
   // Shared functions that find their request through HOOK: no closures to build per request. The hooks
   // stay in place once the response is done: a wrapper installed after them (compression) still calls them.
@@ -130,14 +148,14 @@ class ResponseHook<A extends object> implements AttachedSession<A> {
     // The usual commit on an in-process store is done at once, and the response goes out in this turn.
     let now: { cookie: string | undefined } | undefined;
     try {
-      now = commitSessionNow(this.sessions, this.lazy, this.carriage, this.secure, rotate);
+      now = commitSessionNow(this.sessions, this.lazy, this.carriage, { secure: this.secure, rotate });
     } catch (error) {
       this.abort(error);
       return res;
     }
     if (now !== undefined) return this.close(now.cookie, args);
     this.phase = "closing";
-    commitSession(this.sessions, this.lazy, this.carriage, this.secure, rotate).then(
+    commitSession(this.sessions, this.lazy, this.carriage, { secure: this.secure, rotate }).then(
       (cookie) => this.close(cookie, args),
       (error: unknown) => this.abort(error),
     );

@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { StowageError } from "../core/errors.js";
 import { cloneJson, setOwn } from "../core/json.js";
+import { OptionChecker } from "../core/options.js";
 import { applyMeta, expiryOf, type MetaPatch, type SessionRecord } from "../core/record.js";
 import { borrowRecord, copyMeta, copyRecord } from "./memory-copy.js";
 import { type Expiring, ExpiryHeap } from "./memory-heap.js";
@@ -91,13 +92,9 @@ export class MemoryStore implements SessionStore {
   private closed = false;
 
   constructor(options: MemoryStoreOptions = {}) {
-    const { maxEntries = Number.POSITIVE_INFINITY, sweepIntervalMs = 1000 } = options;
-    if (!(maxEntries >= 1) || (Number.isFinite(maxEntries) && !Number.isInteger(maxEntries))) {
-      throw new StowageError("CONFIG_INVALID", "maxEntries must be a positive integer");
-    }
-    if (!(sweepIntervalMs > 0) || !Number.isFinite(sweepIntervalMs)) {
-      throw new StowageError("CONFIG_INVALID", "sweepIntervalMs must be a positive number");
-    }
+    const check = new OptionChecker("MemoryStore", options, ["maxEntries", "sweepIntervalMs"]);
+    const maxEntries = check.count("maxEntries", Number.POSITIVE_INFINITY, { infinite: true });
+    const sweepIntervalMs = check.ms("sweepIntervalMs", 1000);
     this.maxEntries = maxEntries;
     this.lru = Number.isFinite(maxEntries) ? new LruList<RecordEntry>() : undefined;
     this.timer = setInterval(() => this.expireInBackground(), sweepIntervalMs);

@@ -1,4 +1,5 @@
 import { StowageError } from "../core/errors.js";
+import { OptionChecker } from "../core/options.js";
 import type { SessionStore } from "./types.js";
 
 /** Options `openStore` passes on to the store it opens. */
@@ -22,6 +23,7 @@ const EXPECTED =
  * const store = await openStore("sqlite:./data/sessions.db");
  */
 export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<SessionStore> {
+  new OptionChecker("openStore", options, ["prefix", "table", "timeoutMs"]);
   if (typeof url !== "string") throw invalid("the store URL must be a string");
   const colon = url.indexOf(":");
   const scheme = colon > 0 ? url.slice(0, colon).toLowerCase() : "";
@@ -37,7 +39,10 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
       const path = rest.startsWith("//") ? rest.slice(2) : rest;
       if (path === "") throw invalid("sqlite: needs a file path, as in sqlite:./data/sessions.db");
       const { SqliteStore } = await import("./sqlite.js");
-      return new SqliteStore({ path });
+      const store = new SqliteStore({ path });
+      // Opened now, so a path that cannot hold a database is said here rather than at the first request.
+      store.db;
+      return store;
     }
     case "redis":
     case "rediss": {

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
 import { StowageError } from "../core/errors.js";
+import { OptionChecker } from "../core/options.js";
 import type {
   Attributes,
   ChannelState,
@@ -174,15 +175,23 @@ function isStoreEvent(value: unknown): value is StoreEvent {
   );
 }
 
-function positive(value: number | undefined, fallback: number, name: string, allowZero = false): number {
-  const v = value ?? fallback;
-  if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || (v === 0 && !allowZero)) {
-    throw new StowageError(
-      "CONFIG_INVALID",
-      `PostgresStore ${name} must be a ${allowZero ? "non-negative" : "positive"} number`,
+/**
+ * A connection URL pg can use: postgres: or postgresql:, a port from 1 to 65535 if any. pg would accept
+ * `:notaport` and fail every call later; its parse errors may quote the URL, password included.
+ */
+function checkPostgresUrl(check: OptionChecker, url: unknown): void {
+  let parsed: URL;
+  try {
+    if (typeof url !== "string") throw new TypeError();
+    parsed = new URL(url);
+  } catch {
+    throw check.error(
+      "connectionString is not a valid URL (expected postgres://[user[:password]@]host[:port]/db)",
     );
   }
-  return v;
+  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
+    throw check.error("connectionString must start with postgres:// or postgresql://");
+  }
 }
 
 /**
@@ -212,17 +221,24 @@ export class PostgresStore implements SessionStore {
   #closed = false;
 
   constructor(options: PostgresStoreOptions = {}) {
+    const check = new OptionChecker("PostgresStore", options, [
+      "connectionString",
+      "pool",
+      "table",
+      "timeoutMs",
+      "sweepIntervalMs",
+      "sweepBatch",
+      "preparedStatements",
+    ]);
     if (options.pool && options.connectionString !== undefined) {
-      throw new StowageError(
-        "CONFIG_INVALID",
-        "PostgresStore takes either pool or connectionString, not both",
-      );
+      throw check.error("give either pool or connectionString, not both");
     }
-    this.#n = namesFor(options.table ?? DEFAULT_TABLE);
-    this.#timeoutMs = positive(options.timeoutMs, 2_000, "timeoutMs");
-    this.#sweepIntervalMs = positive(options.sweepIntervalMs, 60_000, "sweepIntervalMs", true);
-    this.#sweepBatch = Math.max(1, Math.floor(positive(options.sweepBatch, 1_000, "sweepBatch")));
-    this.#prepared = options.preparedStatements ?? true;
+    if (options.connectionString !== undefined) checkPostgresUrl(check, options.connectionString);
+    this.#n = namesFor(check.text("table", DEFAULT_TABLE));
+    this.#timeoutMs = check.ms("timeoutMs", 2_000);
+    this.#sweepIntervalMs = check.ms("sweepIntervalMs", 60_000, { zero: true });
+    this.#sweepBatch = check.count("sweepBatch", 1_000);
+    this.#prepared = check.flag("preparedStatements", true);
     this.#ownsPool = !options.pool;
     this.#pool =
       options.pool ??

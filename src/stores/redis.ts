@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Writable } from "node:stream";
 import { Cluster, Redis } from "ioredis";
 import { StowageError } from "../core/errors.js";
+import { type OptionChecker as Checker, OptionChecker } from "../core/options.js";
 import { expiryOf, type SessionRecord } from "../core/record.js";
 import { type Deadline, Deadlines } from "./deadlines.js";
 import {
@@ -67,6 +68,25 @@ const ALIAS_HOPS = 8;
 const EVENT_TYPES = new Set(["ended", "replaced", "revoked"]);
 
 function noop(): void {}
+
+/**
+ * A URL ioredis can use: redis: or rediss:, a host, a port from 1 to 65535 if any. ioredis's own parse
+ * throws a TypeError that quotes the whole URL, password included; this names only what is wrong.
+ */
+function checkRedisUrl(check: Checker, url: unknown): void {
+  let parsed: URL;
+  try {
+    if (typeof url !== "string") throw new TypeError();
+    parsed = new URL(url);
+  } catch {
+    throw check.error("url is not a valid URL (expected redis://[user:password@]host[:port][/db])");
+  }
+  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:")
+    throw check.error("url must start with redis:// or rediss://");
+  if (parsed.hostname === "") throw check.error("url needs a host");
+  const db = parsed.pathname.replace(/^\//, "");
+  if (db !== "" && !/^\d{1,5}$/.test(db)) throw check.error("url path must be a database number");
+}
 
 function unavailable(message: string, cause?: unknown): StowageError {
   return new StowageError("STORE_UNAVAILABLE", message, cause === undefined ? undefined : { cause });
@@ -159,18 +179,21 @@ export class RedisStore implements SessionStore {
   #closed = false;
 
   constructor(options: RedisStoreOptions = {}) {
+    const check = new OptionChecker("RedisStore", options, [
+      "url",
+      "client",
+      "cluster",
+      "prefix",
+      "timeoutMs",
+    ]);
     const given = [options.url, options.client, options.cluster].filter((o) => o !== undefined).length;
-    if (given > 1) throw new StowageError("CONFIG_INVALID", "RedisStore takes one of url, client or cluster");
-    const prefix = options.prefix ?? "stowage:";
-    if (typeof prefix !== "string" || /[{}]/.test(prefix)) {
-      throw new StowageError("CONFIG_INVALID", "RedisStore prefix must be a string without { or }");
-    }
-    const timeoutMs = options.timeoutMs ?? 2000;
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-      throw new StowageError("CONFIG_INVALID", "RedisStore timeoutMs must be a positive number");
-    }
-    if (options.cluster !== undefined && options.cluster.nodes.length === 0) {
-      throw new StowageError("CONFIG_INVALID", "RedisStore cluster needs at least one node");
+    if (given > 1) throw check.error("give one of url, client or cluster");
+    if (options.url !== undefined) checkRedisUrl(check, options.url);
+    const prefix = check.text("prefix", "stowage:");
+    if (/[{}]/.test(prefix)) throw check.error("prefix must not contain { or }");
+    const timeoutMs = check.ms("timeoutMs", 2000);
+    if (options.cluster !== undefined && !(options.cluster.nodes?.length > 0)) {
+      throw check.error("cluster needs at least one node");
     }
     this.#prefix = prefix;
     this.#timeoutMs = timeoutMs;

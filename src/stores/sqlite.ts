@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { StowageError } from "../core/errors.js";
+import { OptionChecker } from "../core/options.js";
 import type { SessionRecord } from "../core/record.js";
 import {
   applyMetaToRow,
@@ -259,11 +260,36 @@ function translate(error: unknown): unknown {
   return new StowageError("STORE_UNAVAILABLE", `SQLite store unavailable (${code})`, { cause: error });
 }
 
-function nonNegativeInteger(value: number, name: string, min = 0): number {
-  if (!Number.isInteger(value) || value < min) {
-    throw new StowageError("CONFIG_INVALID", `SqliteStore option ${name} must be an integer >= ${min}`);
+/**
+ * Creates a folder and its missing parents one level at a time. Node's recursive mkdirSync can loop
+ * forever where a parent cannot hold folders (under /proc, say); this fails at once with the reason.
+ */
+function makeFolder(folder: string): void {
+  const missing: string[] = [];
+  for (let at = folder; ; at = dirname(at)) {
+    try {
+      if (!statSync(at).isDirectory()) throw unavailableFolder(folder, `${at} is not a folder`);
+      break;
+    } catch (error) {
+      if (error instanceof StowageError) throw error;
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || dirname(at) === at) {
+        throw unavailableFolder(folder, (error as Error).message);
+      }
+      missing.push(at);
+    }
   }
-  return value;
+  for (const at of missing.reverse()) {
+    try {
+      mkdirSync(at);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST")
+        throw unavailableFolder(folder, (error as Error).message);
+    }
+  }
+}
+
+function unavailableFolder(folder: string, reason: string): StowageError {
+  return new StowageError("STORE_UNAVAILABLE", `SqliteStore cannot create the folder ${folder}: ${reason}`);
 }
 
 // Rows come from the shared file, which any process (or person) may have written: check the shape.
@@ -336,14 +362,19 @@ export class SqliteStore implements SessionStore {
   #cursor = 0;
 
   constructor(options: SqliteStoreOptions) {
-    if (typeof options?.path !== "string" || options.path === "") {
-      throw new StowageError("CONFIG_INVALID", "SqliteStore needs a path");
-    }
+    const check = new OptionChecker("SqliteStore", options, [
+      "path",
+      "busyTimeoutMs",
+      "sweepIntervalMs",
+      "sweepBatch",
+      "eventPollMs",
+    ]);
+    if (typeof options?.path !== "string" || options.path === "") throw check.error("path is required");
     this.#path = options.path;
-    this.#busyTimeoutMs = nonNegativeInteger(options.busyTimeoutMs ?? 5000, "busyTimeoutMs");
-    this.#sweepIntervalMs = nonNegativeInteger(options.sweepIntervalMs ?? 60_000, "sweepIntervalMs");
-    this.#sweepBatch = nonNegativeInteger(options.sweepBatch ?? 500, "sweepBatch", 1);
-    this.#eventPollMs = nonNegativeInteger(options.eventPollMs ?? 250, "eventPollMs", 1);
+    this.#busyTimeoutMs = Math.ceil(check.ms("busyTimeoutMs", 5000, { zero: true }));
+    this.#sweepIntervalMs = check.ms("sweepIntervalMs", 60_000, { zero: true });
+    this.#sweepBatch = check.count("sweepBatch", 500);
+    this.#eventPollMs = check.ms("eventPollMs", 250);
   }
 
   /** The raw better-sqlite3 Database (opened and migrated on first access). */
@@ -353,7 +384,7 @@ export class SqliteStore implements SessionStore {
 
   #open(): Connection {
     if (this.#closed) throw new StowageError("STORE_UNAVAILABLE", "SQLite store is closed");
-    if (this.#path !== ":memory:") mkdirSync(dirname(this.#path), { recursive: true });
+    if (this.#path !== ":memory:") makeFolder(dirname(this.#path));
     const db = new Database(this.#path, { timeout: this.#busyTimeoutMs });
     try {
       enableWal(db, this.#busyTimeoutMs);

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type RequestListener, type Server }
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import express from "express";
+import express4 from "express4";
 import Fastify from "fastify";
 import { Hono } from "hono";
 import type { Sessions } from "../../src/core/manager.js";
@@ -17,8 +18,8 @@ import {
   withSessions,
 } from "../../src/http/index.js";
 
-/** The five ways into the HTTP layer that the matrix runs against. */
-export const DOORS = ["node", "fetch", "express", "fastify", "hono"] as const;
+/** The ways into the HTTP layer that the matrix runs against (express 4 and 5 both: the peer range is >= 4). */
+export const DOORS = ["node", "fetch", "express", "express4", "fastify", "hono"] as const;
 export type Door = (typeof DOORS)[number];
 
 /** A running front door on a loopback port. */
@@ -91,14 +92,20 @@ export async function startDoor(
   sessions: Sessions<Attributes>,
   options: HttpSessionOptions & { onError?: (error: unknown) => void } = {},
 ): Promise<RunningDoor> {
-  if (door === "fastify") return startFastify(sessions, options);
-  return listen(createServer(listener(door, sessions, options)));
+  // onError is an option of node:http and express only; the other doors refuse it as unknown.
+  const { onError, ...http } = options;
+  const nodeOptions = onError === undefined ? http : { ...http, onError };
+  if (door === "fastify") return startFastify(sessions, http);
+  if (door === "node" || door === "express" || door === "express4") {
+    return listen(createServer(listener(door, sessions, nodeOptions)));
+  }
+  return listen(createServer(listener(door, sessions, http)));
 }
 
 function listener(
   door: Exclude<Door, "fastify">,
   sessions: Sessions<Attributes>,
-  options: HttpSessionOptions,
+  options: HttpSessionOptions & { onError?: (error: unknown) => void },
 ): RequestListener {
   switch (door) {
     case "node":
@@ -123,8 +130,9 @@ function listener(
           options,
         ),
       );
-    case "express": {
-      const app = express();
+    case "express":
+    case "express4": {
+      const app = door === "express" ? express() : express4();
       app.use(expressSessions(sessions, { onError: () => {}, ...options }));
       app.use((req, res, next) => {
         route(req.method, req.url, req.headers, sessionOf(req)).then(

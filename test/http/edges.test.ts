@@ -7,11 +7,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getRequestListener } from "@hono/node-server";
 import express from "express";
+import express4 from "express4";
+import Fastify from "fastify";
 import { Hono } from "hono";
 import { afterAll, describe, expect, it } from "vitest";
 import { StowageError } from "../../src/core/errors.js";
 import { issueToken } from "../../src/core/tokens.js";
 import { sessionMiddleware as expressSessions, sessionOf } from "../../src/http/express.js";
+import { sessionPlugin } from "../../src/http/fastify.js";
 import { sessionMiddleware as honoSessions, type SessionVariables } from "../../src/http/hono.js";
 import { handleFetch, withSessions } from "../../src/http/index.js";
 import { createSessions, MemoryStore } from "../../src/index.js";
@@ -186,11 +189,17 @@ describe("fetch specifics", () => {
   });
 });
 
-describe("express error handling", () => {
-  it("a store outage met by `await sessionOf(req)` reaches express's default handler as a 503", async () => {
+const EXPRESSES = [
+  ["express 5", express],
+  ["express 4", express4],
+] as const;
+
+describe.each(EXPRESSES)("%s error handling", (_name, makeApp) => {
+  // On express 4 a rejected async handler is an unhandled rejection, which would fail this test run.
+  it("a store outage met by `await sessionOf(req)` in a plain async handler is a 503; the process stays up", async () => {
     const store = new MemoryStore();
     await store.close();
-    const app = express();
+    const app = makeApp();
     app.use(expressSessions(createSessions({ store })));
     app.get("/", async (req, res) => {
       const session = await sessionOf(req);
@@ -212,13 +221,16 @@ describe("express error handling", () => {
     const sessions = createSessions<{ n: number }>({ store });
     const seeded = sessions.create({ attributes: { n: 1 } });
     await seeded.save();
-    const app = express();
+    const app = makeApp();
     app.use(expressSessions(sessions));
-    app.post("/", async (req, res) => {
-      const session = await sessionOf<{ n: number }>(req);
-      await store.close();
-      await session.update("n", (n) => (n ?? 0) + 1);
-      res.json({ ok: true });
+    // express 4 passes nothing a handler's own awaits reject with to `next`: the handler does, as usual there.
+    app.post("/", (req, res, next) => {
+      (async () => {
+        const session = await sessionOf<{ n: number }>(req);
+        await store.close();
+        await session.update("n", (n) => (n ?? 0) + 1);
+        res.json({ ok: true });
+      })().catch(next);
     });
     const host = await serve(app);
     const previous = process.env.NODE_ENV;
@@ -231,8 +243,59 @@ describe("express error handling", () => {
     }
   });
 
+  it("follows express's trust proxy: X-Forwarded-Proto https behind a trusted proxy gets __Host-sid; Secure", async () => {
+    const sessions = createSessions();
+    const app = makeApp();
+    app.set("trust proxy", 1);
+    app.use(expressSessions(sessions));
+    app.get("/", async (req, res) => {
+      const session = await sessionOf(req);
+      session.set("n", 1);
+      res.json({ secure: req.secure });
+    });
+    const host = await serve(app);
+    const behind = await send(`http://${host}`, "GET", "/", { "x-forwarded-proto": "https" });
+    expect(behind.body).toEqual({ secure: true });
+    expect(cookieOf(behind.setCookies[0]!)).toMatchObject({ name: "__Host-sid", secure: true });
+    const plain = await send(`http://${host}`, "GET", "/");
+    expect(cookieOf(plain.setCookies[0]!)).toMatchObject({ name: "sid" });
+    expect(cookieOf(plain.setCookies[0]!).secure).toBeFalsy();
+
+    const untrusting = makeApp();
+    untrusting.use(expressSessions(sessions));
+    untrusting.get("/", async (req, res) => {
+      (await sessionOf(req)).set("n", 1);
+      res.end();
+    });
+    const spoofed = await send(`http://${await serve(untrusting)}`, "GET", "/", {
+      "x-forwarded-proto": "https",
+    });
+    expect(cookieOf(spoofed.setCookies[0]!)).toMatchObject({ name: "sid" });
+  });
+
   it("sessionOf without the middleware says so", () => {
     expect(() => sessionOf({} as express.Request)).toThrow(/sessionMiddleware/);
+  });
+});
+
+describe("fastify and proxies", () => {
+  it("follows fastify's trustProxy: X-Forwarded-Proto https from a trusted proxy gets __Host-sid; Secure", async () => {
+    const sessions = createSessions();
+    for (const trustProxy of [true, false]) {
+      const app = Fastify({ trustProxy });
+      await app.register(sessionPlugin(sessions));
+      app.get("/", async (request) => {
+        (await request.session).set("n", 1);
+        return { protocol: request.protocol };
+      });
+      await app.listen({ host: "127.0.0.1", port: 0 });
+      const { port } = app.server.address() as AddressInfo;
+      const answer = await send(`http://127.0.0.1:${port}`, "GET", "/", { "x-forwarded-proto": "https" });
+      await app.close();
+      const cookie = cookieOf(answer.setCookies[0]!);
+      if (trustProxy) expect(cookie).toMatchObject({ name: "__Host-sid", secure: true });
+      else expect(cookie).toMatchObject({ name: "sid" });
+    }
   });
 });
 

@@ -234,6 +234,34 @@ function httpBehaviour(door: Door, kind: StoreKind): void {
     expect((await fresh.get("/whoami")).body).toEqual({ user: null, attributes: { a: "1", b: "2" } });
   });
 
+  it("a rotation burst: every in-flight request on the old cookie answers 200 and no increment is lost", async () => {
+    const clock = movableClock(-(ROTATE_EVERY + 1));
+    const rotating = createSessions({
+      store: stores.make(kind),
+      rotateEvery: ROTATE_EVERY,
+      rotationGraceMs: GRACE,
+      clock,
+    });
+    const app = await also(rotating);
+    const client = new Client(app.url);
+    await client.post("/set?key=a&value=1");
+    const old = client.cookies.get("sid")!;
+    clock.set(0);
+    const answers = await Promise.all([
+      ...Array.from({ length: 30 }, () => send(app.url, "POST", "/incr", { cookie: `sid=${old}` })),
+      ...Array.from({ length: 10 }, (_, i) =>
+        send(app.url, "POST", `/set?key=k${i}&value=${i}`, { cookie: `sid=${old}` }),
+      ),
+    ]);
+    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+    const counts = answers.slice(0, 30).map((a) => (a.body as { n: number }).n);
+    expect(new Set(counts).size).toBe(30);
+    const after = await send(app.url, "GET", "/whoami", { cookie: `sid=${old}` });
+    const attributes = (after.body as { attributes: Record<string, unknown> }).attributes;
+    expect(attributes.n).toBe(30);
+    for (let i = 0; i < 10; i++) expect(attributes[`k${i}`]).toBe(String(i));
+  });
+
   it("logout clears the cookie and the old token loads nothing", async () => {
     const client = new Client(server.url);
     await client.post("/login?user=bob");

@@ -3,14 +3,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
+import pg from "pg";
 import { MemoryStore } from "../../src/stores/memory.js";
+import { PostgresStore } from "../../src/stores/postgres.js";
 import { RedisStore } from "../../src/stores/redis.js";
 import { SqliteStore } from "../../src/stores/sqlite.js";
 import type { SessionStore } from "../../src/stores/types.js";
 import { freePort } from "../helpers/redis-server.js";
+import { dropStoreTables, POSTGRES_URL, uniqueTable } from "../stores/postgres-support.js";
 
 /** The stores the HTTP matrix runs on. */
-export const STORE_KINDS = ["memory", "sqlite", "redis"] as const;
+export const STORE_KINDS = ["memory", "sqlite", "redis", "postgres"] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
 
 const REDIS_URL = "redis://127.0.0.1:6379";
@@ -23,6 +26,9 @@ export class TestStores {
   readonly #dir = mkdtempSync(join(tmpdir(), "stowage-http-"));
   readonly #prefix = `stowage-http:${randomBytes(6).toString("hex")}:`;
   readonly #open: SessionStore[] = [];
+  readonly #tables: string[] = [];
+  // One pool for every PostgreSQL store of the file: a pool per store would run the server out of connections.
+  #pool: pg.Pool | undefined;
   #files = 0;
 
   /** A working store of this kind. */
@@ -41,6 +47,12 @@ export class TestStores {
         new RedisStore({ url: `redis://127.0.0.1:${port}`, prefix: this.#prefix, timeoutMs: 300 }),
       );
     }
+    if (kind === "postgres") {
+      const port = await freePort();
+      return this.#track(
+        new PostgresStore({ connectionString: `postgres://postgres@127.0.0.1:${port}/test`, timeoutMs: 300 }),
+      );
+    }
     const store = this.#create(kind);
     await store.close();
     return store;
@@ -50,6 +62,14 @@ export class TestStores {
   async cleanup(): Promise<void> {
     await Promise.allSettled(this.#open.map((store) => store.close()));
     rmSync(this.#dir, { recursive: true, force: true });
+    const pool = this.#pool;
+    if (pool) {
+      try {
+        for (const table of this.#tables) await dropStoreTables(pool, table);
+      } finally {
+        await pool.end();
+      }
+    }
     const raw = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
     try {
       await raw.connect();
@@ -74,6 +94,12 @@ export class TestStores {
         return new SqliteStore({ path: join(this.#dir, `sessions-${this.#files}.db`) });
       case "redis":
         return new RedisStore({ url: REDIS_URL, prefix: this.#prefix });
+      case "postgres": {
+        const table = uniqueTable("http");
+        this.#tables.push(table);
+        this.#pool ??= new pg.Pool({ connectionString: POSTGRES_URL, max: 20 }).setMaxListeners(100);
+        return new PostgresStore({ pool: this.#pool, table });
+      }
     }
   }
 
