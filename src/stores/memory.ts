@@ -7,6 +7,7 @@ import { borrowRecord, copyMeta, copyRecord } from "./memory-copy.js";
 import { type Expiring, ExpiryHeap } from "./memory-heap.js";
 import { LruList, type LruNode } from "./memory-lru.js";
 import { ShardedMap } from "./memory-shards.js";
+import { EventFanout } from "./shared/events.js";
 import type {
   CommitOptions,
   RenameOptions,
@@ -62,10 +63,6 @@ class LockEntry implements Expiring {
 
 type Entry = RecordEntry | AliasEntry | LockEntry;
 
-interface Subscriber {
-  listener: StoreEventListener;
-}
-
 /**
  * An in-process store: a Map of records, one expiry heap for records, rotation aliases and lock leases
  * (so expiring costs O(log n) per expired item and never a scan), an optional LRU bound, and copies in
@@ -82,7 +79,7 @@ export class MemoryStore implements SessionStore {
   private readonly locks = new Map<string, LockEntry>();
   private readonly users = new ShardedMap<Set<string>>();
   private readonly heap = new ExpiryHeap<Entry>();
-  private readonly subscribers = new Set<Subscriber>();
+  private readonly listeners = new EventFanout();
   private readonly maxEntries: number;
   /** Use order, kept only when maxEntries bounds the store. */
   private readonly lru: LruList<RecordEntry> | undefined;
@@ -283,34 +280,21 @@ export class MemoryStore implements SessionStore {
   async publish(event: StoreEvent): Promise<void> {
     this.assertOpen();
     const snapshot = copyEvent(event);
-    for (const subscriber of this.subscribers) {
-      // Delivered later, as a networked store would, and one listener's exception never reaches the
-      // publisher or the other listeners.
-      queueMicrotask(() => {
-        if (!this.subscribers.has(subscriber)) return;
-        try {
-          subscriber.listener(copyEvent(snapshot));
-        } catch (error) {
-          process.emitWarning(`a store event listener threw: ${describe(error)}`, "StowageWarning");
-        }
-      });
-    }
+    // Delivered later, as a networked store would, to the listeners there are then.
+    queueMicrotask(() => this.listeners.deliver(() => copyEvent(snapshot)));
   }
 
   async subscribe(listener: StoreEventListener): Promise<() => Promise<void>> {
     this.assertOpen();
-    const subscriber: Subscriber = { listener };
-    this.subscribers.add(subscriber);
-    return async () => {
-      this.subscribers.delete(subscriber);
-    };
+    const remove = this.listeners.add(listener);
+    return async () => remove();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    this.subscribers.clear();
+    this.listeners.clear();
     this.records.clear();
     this.aliases.clear();
     this.locks.clear();
@@ -472,10 +456,6 @@ function copyEvent(event: StoreEvent): StoreEvent {
   if (event.connection) out.connection = { id: event.connection.id, node: event.connection.node };
   if (event.origin !== undefined) out.origin = event.origin;
   return out;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 function yieldToEventLoop(): Promise<void> {

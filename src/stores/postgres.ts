@@ -13,6 +13,7 @@ import type {
 import { connectWithin, toStowageError, within } from "./postgres-guard.js";
 import { PgListener } from "./postgres-listener.js";
 import { DEFAULT_TABLE, migrate, namesFor, type PostgresNames } from "./postgres-schema.js";
+import { EventFanout } from "./shared/events.js";
 import type {
   CommitOptions,
   RenameOptions,
@@ -214,7 +215,7 @@ export class PostgresStore implements SessionStore {
   readonly #sweepBatch: number;
   readonly #prepared: boolean;
   readonly #origin = randomBytes(12).toString("base64url");
-  readonly #listeners = new Set<StoreEventListener>();
+  readonly #listeners = new EventFanout();
   readonly #listener: PgListener;
   #ready: Promise<void> | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
@@ -538,15 +539,14 @@ export class PostgresStore implements SessionStore {
 
   async subscribe(listener: StoreEventListener): Promise<() => Promise<void>> {
     if (this.#closed) throw new StowageError("STORE_UNAVAILABLE", "PostgresStore is closed");
-    const entry: StoreEventListener = (event) => listener(event);
-    this.#listeners.add(entry);
+    const remove = this.#listeners.add(listener);
     try {
       await this.#listener.start();
     } catch (error) {
-      await this.#forget(entry);
+      await this.#forget(remove);
       throw toStowageError(error, "subscribe");
     }
-    return () => this.#forget(entry);
+    return () => this.#forget(remove);
   }
 
   /** Stops the sweep timer and the LISTEN connection, and ends the pool if the store created it. */
@@ -567,8 +567,10 @@ export class PostgresStore implements SessionStore {
   // opens a fresh one or reports STORE_UNAVAILABLE. Without a listener, pg would crash the process instead.
   readonly #onIdleClientError = (): void => undefined;
 
-  async #forget(entry: StoreEventListener): Promise<void> {
-    if (!this.#listeners.delete(entry) || this.#listeners.size > 0) return;
+  async #forget(remove: () => void): Promise<void> {
+    const before = this.#listeners.size;
+    remove();
+    if (this.#listeners.size === before || this.#listeners.size > 0) return;
     await this.#listener.stop();
   }
 
@@ -585,17 +587,7 @@ export class PostgresStore implements SessionStore {
   }
 
   #dispatch(event: StoreEvent): void {
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener(structuredClone(event));
-      } catch (error) {
-        // A listener's bug must not break delivery to the others or the LISTEN connection's parser;
-        // rethrowing on a fresh stack reports it the way an EventEmitter listener's throw would be.
-        queueMicrotask(() => {
-          throw error;
-        });
-      }
-    }
+    this.#listeners.deliver(() => structuredClone(event));
   }
 
   #query<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {

@@ -31,6 +31,7 @@ import {
   UNLOCK,
   USER_LIST,
 } from "./redis-scripts.js";
+import { EventFanout } from "./shared/events.js";
 import type {
   CommitOptions,
   PeekedRecord,
@@ -168,7 +169,7 @@ export class RedisStore implements SessionStore {
   readonly #channel: string;
   /** Tags this store's own events, so it can skip their echo (local listeners already had them). */
   readonly #source = randomBytes(9).toString("base64url");
-  readonly #listeners = new Set<StoreEventListener>();
+  readonly #listeners = new EventFanout();
   readonly #deadlines: Deadlines;
   /** The socket corked until the end of this event-loop turn, if any, and the commands it holds (see `#cork`). */
   #corked: Writable | undefined;
@@ -247,15 +248,31 @@ export class RedisStore implements SessionStore {
     return `${this.#prefix}u:{${userId}}`;
   }
 
+  /**
+   * Undefined when the client is ready; otherwise what a call waits for. A refused or dropped connection
+   * fails the call at once (the client keeps reconnecting in the background, and a later call succeeds
+   * once it is back): only a server that is slow to answer costs the `timeoutMs` bound.
+   */
   #ready(): Promise<void> | undefined {
     const client = this.#client;
-    if (client.status === "ready") return undefined;
-    if (client.status === "wait") client.connect().catch(noop);
-    this.#readyWait ??= new Promise<void>((resolve) => {
-      client.once("ready", () => {
+    const status = client.status;
+    if (status === "ready") return undefined;
+    if (status === "reconnecting" || status === "close" || status === "end") {
+      return Promise.reject(unavailable(`Redis is not reachable (${status})`));
+    }
+    if (status === "wait") client.connect().catch(noop);
+    this.#readyWait ??= new Promise<void>((resolve, reject) => {
+      const settle = (error?: StowageError) => {
         this.#readyWait = undefined;
-        resolve();
-      });
+        client.off("ready", onReady);
+        client.off("close", onClose);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onReady = () => settle();
+      const onClose = () => settle(unavailable("Redis refused or closed the connection"));
+      client.once("ready", onReady);
+      client.once("close", onClose);
     });
     return this.#readyWait;
   }
@@ -618,10 +635,8 @@ export class RedisStore implements SessionStore {
 
   async subscribe(listener: StoreEventListener): Promise<() => Promise<void>> {
     await this.#run("subscribe", () => this.#subscribed());
-    this.#listeners.add(listener);
-    return async () => {
-      this.#listeners.delete(listener);
-    };
+    const remove = this.#listeners.add(listener);
+    return async () => remove();
   }
 
   #subscribed(): Promise<void> {
@@ -653,14 +668,7 @@ export class RedisStore implements SessionStore {
     if (this.#listeners.size === 0) return;
     const parsed = parseEvent(message);
     if (!parsed || (remote && parsed.source === this.#source)) return;
-    for (const listener of this.#listeners) {
-      try {
-        // Each listener gets its own copy.
-        listener(parseEvent(message)!.event);
-      } catch {
-        // A failing listener must not stop the others nor break the subscriber connection.
-      }
-    }
+    this.#listeners.deliver(() => parseEvent(message)!.event);
   }
 
   /** Closes the subscriber connection and, when the store opened it, the client (QUIT, then disconnect). */

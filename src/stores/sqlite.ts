@@ -5,6 +5,7 @@ import Database from "better-sqlite3";
 import { StowageError } from "../core/errors.js";
 import { OptionChecker } from "../core/options.js";
 import type { SessionRecord } from "../core/record.js";
+import { EventFanout } from "./shared/events.js";
 import {
   applyMetaToRow,
   mergeAttributes,
@@ -353,7 +354,7 @@ export class SqliteStore implements SessionStore {
   readonly #eventPollMs: number;
   // Tags this store's own events so its poller skips what publish already delivered.
   readonly #origin = randomBytes(12).toString("base64url");
-  readonly #listeners = new Set<StoreEventListener>();
+  readonly #listeners = new EventFanout();
   #connection: Connection | undefined;
   #closed = false;
   #sweepTimer: NodeJS.Timeout | undefined;
@@ -521,9 +522,9 @@ export class SqliteStore implements SessionStore {
       this.#cursor = this.#use((c) => c.s.lastEvent.get()!);
       this.#pollTimer = setInterval(() => this.#poll(), this.#eventPollMs).unref();
     }
-    this.#listeners.add(listener);
+    const remove = this.#listeners.add(listener);
     return async () => {
-      this.#listeners.delete(listener);
+      remove();
       if (this.#listeners.size === 0) this.#stopPolling();
     };
   }
@@ -540,17 +541,9 @@ export class SqliteStore implements SessionStore {
     }
   }
 
-  // Each listener gets its own copy; one listener's failure must not keep the event from the others.
   #deliver(body: string): void {
-    for (const listener of [...this.#listeners]) {
-      const event = parseEvent(body);
-      if (event === undefined) return;
-      try {
-        listener(event);
-      } catch {
-        // A subscriber's bug is its own; the publisher and the other subscribers carry on.
-      }
-    }
+    if (this.#listeners.size === 0 || parseEvent(body) === undefined) return;
+    this.#listeners.deliver(() => parseEvent(body)!);
   }
 
   #stopPolling(): void {

@@ -61,4 +61,34 @@ export function eventTests(getStore: StoreGetter): void {
       await unsubscribeStayed();
     }
   });
+
+  it("a listener that throws is reported as a StowageWarning; the other listeners still get the event", async () => {
+    const store = getStore();
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => {
+      if (warning.name === "StowageWarning") warnings.push(warning);
+    };
+    process.on("warning", onWarning);
+    const received: StoreEvent[] = [];
+    const unsubscribeBad = await store.subscribe(() => {
+      throw new Error("listener bug");
+    });
+    const unsubscribeGood = await store.subscribe((event) => received.push(event));
+    try {
+      const event: StoreEvent = { type: "ended", id: makeRecord().id, at: Date.now() };
+      await store.publish(event);
+      await waitFor(() => received.some((e) => e.id === event.id), 2000, "event to the good listener");
+      await waitFor(() => warnings.length > 0, 2000, "the warning");
+      expect(warnings[0]!.message).toContain("listener bug");
+      expect((warnings[0] as Error & { code?: string }).code).toBe("STOWAGE_LISTENER_THREW");
+      // The store still works after the throw: the next event arrives too.
+      const next: StoreEvent = { type: "revoked", id: makeRecord().id, at: Date.now() };
+      await store.publish(next);
+      await waitFor(() => received.some((e) => e.id === next.id), 2000, "the next event");
+    } finally {
+      process.off("warning", onWarning);
+      await unsubscribeBad();
+      await unsubscribeGood();
+    }
+  });
 }
