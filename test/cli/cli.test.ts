@@ -206,3 +206,18 @@ describe("stowage CLI", () => {
     for (const name of names) expect(top.stdout).toMatch(new RegExp(`^  ${name}\\s`, "m"));
   });
 });
+
+describe("a malformed store URL on the command line", () => {
+  it("exits 2 with one line that names no password", async () => {
+    for (const url of [
+      "redis://u:hunter2@127.0.0.1:notaport",
+      "postgres://u:hunter2@127.0.0.1:notaport/db",
+    ]) {
+      const run = await cli("stats", "--store", url);
+      expect(run.code).toBe(2);
+      expect(run.stderr.trim().split("\n")).toHaveLength(1);
+      expect(run.stderr).toMatch(/CONFIG|URL|url/);
+      expect(run.stderr + run.stdout).not.toContain("hunter2");
+    }
+  });
+});

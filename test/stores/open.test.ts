@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { inspect } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { newId } from "../../src/core/tokens.js";
 import { openStore } from "../../src/stores/open.js";
@@ -24,6 +25,52 @@ async function roundTrip(url: string, expectedName: string, options = {}): Promi
     await store.close();
   }
 }
+
+/** Every place an error could carry text: message, stack, cause chain, own properties, util.inspect. */
+function everything(error: unknown): string {
+  const parts = [inspect(error, { depth: 10, showHidden: true })];
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    parts.push(
+      e.message,
+      e.stack ?? "",
+      JSON.stringify(Object.getOwnPropertyNames(e).map((k) => String((e as never)[k]))),
+    );
+  }
+  return parts.join("\n");
+}
+
+describe("malformed store URLs", () => {
+  const MALFORMED = [
+    "redis://u:hunter2@127.0.0.1:notaport",
+    "redis://u:hunter2@127.0.0.1:99999",
+    "rediss://u:hunter2@[::1",
+    "redis://u:hunter2@127.0.0.1:6379/notadb",
+    "redis+cluster://u:hunter2@127.0.0.1:notaport",
+    "postgres://u:hunter2@127.0.0.1:notaport/db",
+    "postgresql://u:hunter2@127.0.0.1:70000/db",
+    "postgres://u:hunter2@[::1/db",
+    "memory://u:hunter2@x",
+    "nosuch://u:hunter2@x",
+    "hunter2",
+  ];
+  for (const url of MALFORMED) {
+    it(`${url.replace("hunter2", "…")} is CONFIG_INVALID at openStore and the password is nowhere in the error`, async () => {
+      const error = await expectCode(openStore(url), "CONFIG_INVALID");
+      expect(everything(error)).not.toContain("hunter2");
+    });
+  }
+
+  it("unknown openStore options are CONFIG_INVALID", async () => {
+    await expectCode(openStore("memory:", { prefx: "x" } as never), "CONFIG_INVALID");
+  });
+
+  it("a SQLite path that cannot be created fails at once with the reason", async () => {
+    const started = Date.now();
+    const error = await expectCode(openStore("sqlite:/proc/nope/x.db"), "STORE_UNAVAILABLE");
+    expect(error.message).toContain("/proc/nope");
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
 
 describe("openStore", () => {
   it("opens memory:", () => roundTrip("memory:", "memory"));
