@@ -1,6 +1,6 @@
 import { Sessions, type SessionsOptions } from "./core/manager.js";
 import type { Attributes } from "./core/record.js";
-import { MemoryStore } from "./stores/memory.js";
+import { MemoryStore } from "./stores/memory/index.js";
 
 export type { Clock } from "./core/clock.js";
 export { isStowageError, StowageError, type StowageErrorCode } from "./core/errors.js";
@@ -32,10 +32,10 @@ export type {
   SessionLease,
 } from "./core/session.js";
 export { Session } from "./core/session.js";
+export type * from "./core/store.js";
 export { ID_LENGTH, SECRET_LENGTH, TOKEN_LENGTH } from "./core/tokens.js";
-export { MemoryStore, type MemoryStoreOptions } from "./stores/memory.js";
+export { MemoryStore, type MemoryStoreOptions } from "./stores/memory/index.js";
 export { type OpenStoreOptions, openStore } from "./stores/open.js";
-export type * from "./stores/types.js";
 
 /**
  * Creates a session manager.

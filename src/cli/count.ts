@@ -1,8 +1,8 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type pg from "pg";
 import { StowageError } from "../core/errors.js";
+import type { SessionStore } from "../core/store.js";
 import { newId } from "../core/tokens.js";
-import type { SessionStore } from "../stores/types.js";
 
 /** Record counts a store can tell about itself. Fields it cannot tell are left out. */
 export interface StoreCounts {

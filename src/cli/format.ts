@@ -1,4 +1,4 @@
-export { levelName } from "../demo/level.js";
+export { levelName } from "../core/record.js";
 
 /** A timestamp as `YYYY-MM-DD HH:MM:SSZ` (UTC). */
 export function time(ms: number | undefined): string {

@@ -1,13 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type {
-  PeekedRecord,
-  SessionDelta,
-  SessionStore,
-  StoredRecord,
-  StoreEvent,
-  SyncLane,
-} from "../stores/types.js";
 import { type Clock, systemClock } from "./clock.js";
 import { isStowageError, StowageError } from "./errors.js";
 import { Emitter, type SessionEvents } from "./events.js";
@@ -30,6 +22,14 @@ import {
   state,
   UNSET,
 } from "./session.js";
+import type {
+  PeekedRecord,
+  SessionDelta,
+  SessionStore,
+  StoredRecord,
+  StoreEvent,
+  SyncLane,
+} from "./store.js";
 import { type CheckedToken, issueToken, isValidId, matchesVerifier, TokenMemo } from "./tokens.js";
 
 /** Options for `createSessions`. */

@@ -190,6 +190,17 @@ export class Session<A extends object = Attributes> {
     return Math.min(s.expiresAt, s.idleExpiresAt);
   }
 
+  /**
+   * What the client should hold once this session is committed: its token and the absolute expiry that a
+   * cookie's lifetime follows, or undefined when the client should drop its token (the session ended,
+   * or it holds nothing worth storing, as after `logout()`).
+   */
+  clientToken(): { token: string; expiresAt: number } | undefined {
+    const s = this[state];
+    if (s.ended || (s.storedId === undefined && !s.dirty)) return undefined;
+    return { token: s.token, expiresAt: s.expiresAt };
+  }
+
   /** The value of one attribute. The returned value is the session's own: change it through `set`. */
   get<K extends keyof A & string>(key: K): A[K] | undefined {
     if (key === CSRF_KEY) return undefined;

@@ -1,9 +1,9 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Sessions } from "../core/manager.js";
+import type { SessionStore } from "../core/store.js";
 import { withSessions } from "../http/index.js";
 import { createSessions } from "../index.js";
-import type { SessionStore } from "../stores/types.js";
 import { type DemoAttributes, demoRoutes } from "./routes.js";
 
 export type { DemoAttributes } from "./routes.js";

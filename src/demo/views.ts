@@ -1,5 +1,5 @@
+import { levelName } from "../core/record.js";
 import { html, type SafeHtml } from "./html.js";
-import { levelName } from "./level.js";
 
 /** A message carried across one redirect. */
 export interface Flash {

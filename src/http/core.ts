@@ -1,7 +1,7 @@
 import { isStowageError } from "../core/errors.js";
 import type { Sessions } from "../core/manager.js";
 import type { Attributes } from "../core/record.js";
-import { type Session, state } from "../core/session.js";
+import type { Session } from "../core/session.js";
 import type { Carriage, CarriedToken, TokenSource } from "./carriage.js";
 
 /** Options of a `LazySession`. */
@@ -158,13 +158,11 @@ export function cookieFor<A extends object>(
   secure: boolean,
 ): string | undefined {
   if (lazy.via === "header") return undefined;
-  const s = session[state];
-  if (s.ended || (s.storedId === undefined && !s.dirty)) {
-    // Ended, or logged out and left blank: drop the cookie that named it.
-    return lazy.found ? carriage.clear(secure) : undefined;
-  }
+  const held = session.clientToken();
+  // Ended, or logged out and left blank: drop the cookie that named it.
+  if (held === undefined) return lazy.found ? carriage.clear(secure) : undefined;
   if (lazy.via === "cookie" && lazy.keeps(session)) return undefined;
-  return carriage.serialize(s.token, s.expiresAt, secure);
+  return carriage.serialize(held.token, held.expiresAt, secure);
 }
 
 /**

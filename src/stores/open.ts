@@ -1,6 +1,6 @@
 import { StowageError } from "../core/errors.js";
 import { OptionChecker } from "../core/options.js";
-import type { SessionStore } from "./types.js";
+import type { SessionStore } from "../core/store.js";
 
 /** Options `openStore` passes on to the store it opens. */
 export interface OpenStoreOptions {
@@ -32,13 +32,13 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
   switch (scheme) {
     case "memory": {
       if (rest !== "" && rest !== "//") throw invalid("memory: takes no address");
-      const { MemoryStore } = await import("./memory.js");
+      const { MemoryStore } = await import("./memory/index.js");
       return new MemoryStore();
     }
     case "sqlite": {
       const path = rest.startsWith("//") ? rest.slice(2) : rest;
       if (path === "") throw invalid("sqlite: needs a file path, as in sqlite:./data/sessions.db");
-      const { SqliteStore } = await import("./sqlite.js");
+      const { SqliteStore } = await import("./sqlite/index.js");
       const store = new SqliteStore({ path });
       // Opened now, so a path that cannot hold a database is said here rather than at the first request.
       store.db;
@@ -48,19 +48,19 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     case "rediss": {
       if (!rest.startsWith("//") || rest.length <= 2)
         throw invalid(`${scheme}: needs a host, as in ${scheme}://127.0.0.1:6379`);
-      const { RedisStore } = await import("./redis.js");
+      const { RedisStore } = await import("./redis/index.js");
       return new RedisStore({ url, ...prefixOf(options), ...timeout });
     }
     case "redis+cluster": {
       const nodes = clusterNodes(rest);
-      const { RedisStore } = await import("./redis.js");
+      const { RedisStore } = await import("./redis/index.js");
       return new RedisStore({ cluster: { nodes }, ...prefixOf(options), ...timeout });
     }
     case "postgres":
     case "postgresql": {
       if (!rest.startsWith("//"))
         throw invalid(`${scheme}: needs a host, as in ${scheme}://postgres@127.0.0.1:5432/db`);
-      const { PostgresStore } = await import("./postgres.js");
+      const { PostgresStore } = await import("./postgres/index.js");
       return new PostgresStore({
         connectionString: url,
         ...(options.table === undefined ? {} : { table: options.table }),

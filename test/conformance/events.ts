@@ -1,5 +1,5 @@
 import { expect, it } from "vitest";
-import type { StoreEvent } from "../../src/stores/types.js";
+import type { StoreEvent } from "../../src/core/store.js";
 import { makeRecord, newUserId, type StoreGetter, waitFor } from "./helpers.js";
 
 export function eventTests(getStore: StoreGetter): void {

@@ -2,7 +2,7 @@ import { expect } from "vitest";
 import { StowageError, type StowageErrorCode } from "../../src/core/errors.js";
 import type { SessionRecord } from "../../src/core/record.js";
 import { newId } from "../../src/core/tokens.js";
-import type { SessionStore } from "../../src/stores/types.js";
+import type { SessionStore } from "../../src/core/store.js";
 
 export { incrementLoop } from "../helpers/increment.js";
 

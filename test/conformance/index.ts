@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe } from "vitest";
-import type { SessionStore } from "../../src/stores/types.js";
+import type { SessionStore } from "../../src/core/store.js";
 import { concurrencyTests } from "./concurrency.js";
 import { deltaTests } from "./deltas.js";
 import { eventTests } from "./events.js";

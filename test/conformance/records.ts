@@ -1,6 +1,6 @@
 import { expect, it } from "vitest";
 import { PermissionLevel } from "../../src/core/record.js";
-import type { PeekedRecord, StoredRecord } from "../../src/stores/types.js";
+import type { PeekedRecord, StoredRecord } from "../../src/core/store.js";
 import { expectCode, makeRecord, newUserId, type StoreGetter } from "./helpers.js";
 
 /** A peeked record with its encoded attributes parsed, as `get` would return it. */

@@ -5,9 +5,9 @@ import { sessionPlugin } from "../../src/http/fastify.js";
 import { sessionMiddleware as honoSessions } from "../../src/http/hono.js";
 import { handleFetch, withSessions } from "../../src/http/index.js";
 import { createSessions, MemoryStore } from "../../src/index.js";
-import { PostgresStore } from "../../src/stores/postgres.js";
-import { RedisStore } from "../../src/stores/redis.js";
-import { SqliteStore } from "../../src/stores/sqlite.js";
+import { PostgresStore } from "../../src/stores/postgres/index.js";
+import { RedisStore } from "../../src/stores/redis/index.js";
+import { SqliteStore } from "../../src/stores/sqlite/index.js";
 
 /** Calls `make` as plain JavaScript would (no type check) and returns the CONFIG_INVALID it throws. */
 function refused(make: () => unknown): StowageError {

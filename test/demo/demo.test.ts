@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { escapeHtml } from "../../src/demo/html.js";
 import { type Demo, startDemo } from "../../src/demo/index.js";
-import { RedisStore } from "../../src/stores/redis.js";
-import { SqliteStore } from "../../src/stores/sqlite.js";
+import { RedisStore } from "../../src/stores/redis/index.js";
+import { SqliteStore } from "../../src/stores/sqlite/index.js";
 import { DemoClient } from "./client.js";
 
 const FIREFOX_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.1; rv:121.0) Gecko/20100101 Firefox/121.0";

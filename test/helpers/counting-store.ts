@@ -1,4 +1,4 @@
-import type { SessionStore } from "../../src/stores/types.js";
+import type { SessionStore } from "../../src/core/store.js";
 
 /**
  * A real store wrapped so a test can count the calls made to it (a wrapper, not a mock). The fast lanes

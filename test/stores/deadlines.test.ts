@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { type Deadline, Deadlines } from "../../src/stores/deadlines.js";
+import { type Deadline, Deadlines } from "../../src/stores/redis/deadlines.js";
 
 const TIMEOUT = 20;
 
@@ -82,7 +82,7 @@ describe("Deadlines", () => {
   });
 
   it("its timer does not keep the process alive", async () => {
-    const module = fileURLToPath(new URL("../../src/stores/deadlines.ts", import.meta.url));
+    const module = fileURLToPath(new URL("../../src/stores/redis/deadlines.ts", import.meta.url));
     // A child tracks an operation and has nothing else to do: it must exit before the deadline, so
     // the rejection never runs (a timer that held the process would print it, then exit).
     const code = [

@@ -2,7 +2,7 @@
 // must not keep the process alive once the script's own work is done.
 import type { SessionRecord } from "../../src/core/record.js";
 import { newId } from "../../src/core/tokens.js";
-import { MemoryStore } from "../../src/stores/memory.js";
+import { MemoryStore } from "../../src/stores/memory/index.js";
 
 const now = Date.now();
 const record = (): SessionRecord => ({

@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { MemoryStore } from "../../src/stores/memory.js";
-import type { StoreEvent } from "../../src/stores/types.js";
+import { MemoryStore } from "../../src/stores/memory/index.js";
+import type { StoreEvent } from "../../src/core/store.js";
 import {
   expectCode,
   makeRecord,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StowageError } from "../../src/core/errors.js";
-import { PostgresStore } from "../../src/stores/postgres.js";
-import type { StoreEvent } from "../../src/stores/types.js";
+import { PostgresStore } from "../../src/stores/postgres/index.js";
+import type { StoreEvent } from "../../src/core/store.js";
 import { expectCode, makeRecord, sleep, waitFor } from "../conformance/index.js";
 import { TestPostgres } from "./postgres-server.js";
 

@@ -2,9 +2,9 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StowageError } from "../../src/core/errors.js";
-import { PostgresStore } from "../../src/stores/postgres.js";
-import { SCHEMA_VERSION } from "../../src/stores/postgres-schema.js";
-import type { StoreEvent } from "../../src/stores/types.js";
+import { PostgresStore } from "../../src/stores/postgres/index.js";
+import { SCHEMA_VERSION } from "../../src/stores/postgres/schema.js";
+import type { StoreEvent } from "../../src/core/store.js";
 import {
   expectCode,
   makeRecord,

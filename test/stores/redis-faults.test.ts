@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StowageError } from "../../src/core/errors.js";
-import { RedisStore } from "../../src/stores/redis.js";
-import type { StoreEvent } from "../../src/stores/types.js";
+import { RedisStore } from "../../src/stores/redis/index.js";
+import type { StoreEvent } from "../../src/core/store.js";
 import { makeRecord, newUserId, sleep, waitFor } from "../conformance/index.js";
 import { freePort, type RedisProcess, startRedisServer, stopRedisServer } from "../helpers/redis-server.js";
 

@@ -3,9 +3,9 @@ import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { createSessions, StowageError } from "../../src/index.js";
-import { RedisStore } from "../../src/stores/redis.js";
-import { RENAME_BEGIN, RENAME_FINISH, runScript } from "../../src/stores/redis-scripts.js";
-import type { StoreEvent } from "../../src/stores/types.js";
+import { RedisStore } from "../../src/stores/redis/index.js";
+import { RENAME_BEGIN, RENAME_FINISH, runScript } from "../../src/stores/redis/scripts.js";
+import type { StoreEvent } from "../../src/core/store.js";
 import { expectCode, makeRecord, newUserId, runStoreConformance, waitFor } from "../conformance/index.js";
 import { runTs } from "../helpers/processes.js";
 

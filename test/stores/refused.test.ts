@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { isStowageError } from "../../src/core/errors.js";
-import { PostgresStore } from "../../src/stores/postgres.js";
-import { RedisStore } from "../../src/stores/redis.js";
-import type { SessionStore } from "../../src/stores/types.js";
+import { PostgresStore } from "../../src/stores/postgres/index.js";
+import { RedisStore } from "../../src/stores/redis/index.js";
+import type { SessionStore } from "../../src/core/store.js";
 import { makeRecord, waitFor } from "../conformance/helpers.js";
 import { freePort, startRedisServer, stopRedisServer } from "../helpers/redis-server.js";
 

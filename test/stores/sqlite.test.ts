@@ -8,8 +8,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { StowageError } from "../../src/core/errors.js";
 import { issueToken } from "../../src/core/tokens.js";
 import { SCHEMA_VERSION } from "../../src/stores/sqlite/migrations.js";
-import { SqliteStore } from "../../src/stores/sqlite.js";
-import type { StoreEvent } from "../../src/stores/types.js";
+import { SqliteStore } from "../../src/stores/sqlite/index.js";
+import type { StoreEvent } from "../../src/core/store.js";
 import {
   expectCode,
   makeRecord,

@@ -1,4 +1,4 @@
-import type { StoreEvent, StoreEventListener } from "../types.js";
+import type { StoreEvent, StoreEventListener } from "../../core/store.js";
 
 /**
  * A store's event listeners, with the one delivery policy every store keeps: each listener gets its own

@@ -1,4 +1,4 @@
-import { RedisStore } from "../../../src/stores/redis.js";
+import { RedisStore } from "../../../src/stores/redis/index.js";
 
 /** Opens a RedisStore from worker arguments: `standalone <url>` or `cluster <host:port,host:port,...>`. */
 export function storeFromArgs(

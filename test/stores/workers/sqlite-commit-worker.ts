@@ -1,7 +1,7 @@
 // Child process for the durability test: `node --import tsx sqlite-commit-worker.ts <path> <id>`.
 // Commits one new attribute key per write and prints "<version> <i>" only after the commit was
 // acknowledged; the parent SIGKILLs it mid-stream and checks every printed write survived.
-import { SqliteStore } from "../../../src/stores/sqlite.js";
+import { SqliteStore } from "../../../src/stores/sqlite/index.js";
 
 const [path, id] = process.argv.slice(2);
 if (!path || !id) throw new Error("usage: sqlite-commit-worker.ts <path> <id>");

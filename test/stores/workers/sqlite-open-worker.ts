@@ -2,7 +2,7 @@
 // Waits until the wall clock reaches startAt (so sibling processes open the new file together), opens the
 // store, inserts one record and prints its id.
 import { newId } from "../../../src/core/tokens.js";
-import { SqliteStore } from "../../../src/stores/sqlite.js";
+import { SqliteStore } from "../../../src/stores/sqlite/index.js";
 
 const [path, startAt] = process.argv.slice(2);
 if (!path) throw new Error("usage: sqlite-open-worker.ts <path> <startAt>");

@@ -1,6 +1,6 @@
 // Child process for the cross-process events test: `node --import tsx sqlite-publish-worker.ts <path> <id>`.
 // Publishes one `revoked` event for <id> on the shared file and exits.
-import { SqliteStore } from "../../../src/stores/sqlite.js";
+import { SqliteStore } from "../../../src/stores/sqlite/index.js";
 
 const [path, id] = process.argv.slice(2);
 if (!path || !id) throw new Error("usage: sqlite-publish-worker.ts <path> <id>");

@@ -3,7 +3,7 @@
 // Waits until the wall clock reaches startAt (so sibling processes contend for real), then runs n concurrent
 // read-modify-write increments of attribute `count` on one record, each retrying on VERSION_CONFLICT after
 // a jittered pause, then prints a JSON summary and exits 0.
-import { SqliteStore } from "../../../src/stores/sqlite.js";
+import { SqliteStore } from "../../../src/stores/sqlite/index.js";
 import { incrementLoop } from "../../helpers/increment.js";
 
 const [path, id, countArg, startAt] = process.argv.slice(2);

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
-import { StowageError } from "../core/errors.js";
-import { OptionChecker } from "../core/options.js";
+import { StowageError } from "../../core/errors.js";
+import { OptionChecker } from "../../core/options.js";
 import type {
   Attributes,
   ChannelState,
@@ -9,11 +9,7 @@ import type {
   LoginType,
   MetaPatch,
   SessionRecord,
-} from "../core/record.js";
-import { connectWithin, toStowageError, within } from "./postgres-guard.js";
-import { PgListener } from "./postgres-listener.js";
-import { DEFAULT_TABLE, migrate, namesFor, type PostgresNames } from "./postgres-schema.js";
-import { EventFanout } from "./shared/events.js";
+} from "../../core/record.js";
 import type {
   CommitOptions,
   RenameOptions,
@@ -23,7 +19,12 @@ import type {
   StoreEvent,
   StoreEventListener,
   StoreLock,
-} from "./types.js";
+} from "../../core/store.js";
+import { closed, conflict, duplicate, ended, stillChanging } from "../shared/errors.js";
+import { EventFanout } from "../shared/events.js";
+import { connectWithin, toStowageError, within } from "./guard.js";
+import { PgListener } from "./listener.js";
+import { DEFAULT_TABLE, migrate, namesFor, type PostgresNames } from "./schema.js";
 
 /** Options for {@link PostgresStore}. */
 export interface PostgresStoreOptions {
@@ -279,8 +280,7 @@ export class PostgresStore implements SessionStore {
         [...recordParams(record), record.version, Date.now()],
       ),
     );
-    if (result.rowCount === 0)
-      throw new StowageError("DUPLICATE_ID", "a session with this id already exists");
+    if (result.rowCount === 0) throw duplicate();
   }
 
   async get(id: string): Promise<StoredRecord | undefined> {
@@ -330,9 +330,9 @@ export class PostgresStore implements SessionStore {
       if (row) return Number(row.version);
       // Zero rows: only now ask why. A row that exists means the version guard failed.
       if (options.ifVersion !== undefined && (await this.#exists(id))) {
-        throw new StowageError("VERSION_CONFLICT", "the session changed since it was read");
+        throw conflict();
       }
-      throw new StowageError("SESSION_ENDED", "no session with this id");
+      throw ended();
     });
   }
 
@@ -372,18 +372,16 @@ export class PostgresStore implements SessionStore {
         result = await this.#query<{ version: string }>(sql, values);
       } catch (error) {
         if ((error as { code?: unknown }).code === "23505") {
-          throw new StowageError("DUPLICATE_ID", "a session with the new id already exists", {
-            cause: error,
-          });
+          throw duplicate(error);
         }
         throw error;
       }
       const row = result.rows[0];
       if (row) return Number(row.version);
       if (options.ifVersion !== undefined && (await this.#exists(oldId))) {
-        throw new StowageError("VERSION_CONFLICT", "the session changed since it was read");
+        throw conflict();
       }
-      throw new StowageError("SESSION_ENDED", "no session with this id");
+      throw ended();
     });
   }
 
@@ -412,7 +410,7 @@ export class PostgresStore implements SessionStore {
         if (removed.rowCount === 1) return toRecord(row);
         // The record moved (or went) between read and delete: judge the new state.
       }
-      throw new StowageError("VERSION_CONFLICT", "the session kept changing while it was being consumed");
+      throw stillChanging("consume");
     });
   }
 
@@ -538,7 +536,7 @@ export class PostgresStore implements SessionStore {
   }
 
   async subscribe(listener: StoreEventListener): Promise<() => Promise<void>> {
-    if (this.#closed) throw new StowageError("STORE_UNAVAILABLE", "PostgresStore is closed");
+    if (this.#closed) throw closed("PostgreSQL");
     const remove = this.#listeners.add(listener);
     try {
       await this.#listener.start();
@@ -608,7 +606,7 @@ export class PostgresStore implements SessionStore {
 
   /** Runs one call: schema ready, bounded by the timeout, every failure a StowageError. */
   async #run<T>(what: string, work: () => Promise<T>): Promise<T> {
-    if (this.#closed) throw new StowageError("STORE_UNAVAILABLE", "PostgresStore is closed");
+    if (this.#closed) throw closed("PostgreSQL");
     try {
       return await within(this.#ensureSchema().then(work), this.#timeoutMs, what);
     } catch (error) {

@@ -1,10 +1,28 @@
 import { randomBytes } from "node:crypto";
 import type { Writable } from "node:stream";
 import { Cluster, Redis } from "ioredis";
-import { StowageError } from "../core/errors.js";
-import { type OptionChecker as Checker, OptionChecker } from "../core/options.js";
-import { expiryOf, type SessionRecord } from "../core/record.js";
-import { type Deadline, Deadlines } from "./deadlines.js";
+import { StowageError } from "../../core/errors.js";
+import { type OptionChecker as Checker, OptionChecker } from "../../core/options.js";
+import { expiryOf, type SessionRecord } from "../../core/record.js";
+import type {
+  CommitOptions,
+  PeekedRecord,
+  RenameOptions,
+  SessionDelta,
+  SessionStore,
+  StoredRecord,
+  StoreEvent,
+  StoreEventListener,
+  StoreLock,
+} from "../../core/store.js";
+import {
+  conflict,
+  duplicate,
+  ended,
+  stillChanging,
+  unavailable as storeUnavailable,
+} from "../shared/errors.js";
+import { EventFanout } from "../shared/events.js";
 import {
   type AliasFields,
   decodeAlias,
@@ -12,7 +30,8 @@ import {
   type EncodedDelta,
   encodeDelta,
   recordFields,
-} from "./redis-codec.js";
+} from "./codec.js";
+import { type Deadline, Deadlines } from "./deadlines.js";
 import {
   COMMIT,
   CONSUME,
@@ -30,19 +49,7 @@ import {
   TOUCH,
   UNLOCK,
   USER_LIST,
-} from "./redis-scripts.js";
-import { EventFanout } from "./shared/events.js";
-import type {
-  CommitOptions,
-  PeekedRecord,
-  RenameOptions,
-  SessionDelta,
-  SessionStore,
-  StoredRecord,
-  StoreEvent,
-  StoreEventListener,
-  StoreLock,
-} from "./types.js";
+} from "./scripts.js";
 
 /** Options for `RedisStore`. Give at most one of `url`, `client` and `cluster`. */
 export interface RedisStoreOptions {
@@ -90,12 +97,12 @@ function checkRedisUrl(check: Checker, url: unknown): void {
 }
 
 function unavailable(message: string, cause?: unknown): StowageError {
-  return new StowageError("STORE_UNAVAILABLE", message, cause === undefined ? undefined : { cause });
+  return storeUnavailable("Redis", message, cause);
 }
 
 function translate(error: unknown, what: string): StowageError {
   if (error instanceof StowageError) return error;
-  return unavailable(`Redis ${what} failed`, error);
+  return unavailable(`${what} failed`, error);
 }
 
 /** '=' marks a present user in script replies (so an empty user id stays distinct from none). */
@@ -104,19 +111,13 @@ function untag(value: unknown): string | undefined {
 }
 
 function reply(value: unknown): unknown[] {
-  if (!Array.isArray(value)) throw unavailable("Redis returned an unexpected script reply");
+  if (!Array.isArray(value)) throw unavailable("unexpected script reply");
   return value;
 }
 
 /** 1 (or -1 from COMMIT): no such record; anything else: a version conflict or a live rename mark. */
 function statusError(status: unknown): StowageError {
-  return status === 1
-    ? new StowageError("SESSION_ENDED", "No session with that id")
-    : new StowageError("VERSION_CONFLICT", "The session changed since it was read");
-}
-
-function duplicate(): StowageError {
-  return new StowageError("DUPLICATE_ID", "A session or live alias with that id already exists");
+  return status === 1 ? ended() : conflict();
 }
 
 function pexpireAt(record: SessionRecord): number {
@@ -199,7 +200,7 @@ export class RedisStore implements SessionStore {
     this.#prefix = prefix;
     this.#timeoutMs = timeoutMs;
     this.#deadlines = new Deadlines(timeoutMs, (what) =>
-      unavailable(`Redis ${what} timed out after ${timeoutMs} ms`),
+      unavailable(`${what} timed out after ${timeoutMs} ms`),
     );
     this.#channel = `${prefix}events`;
     this.#owned = options.client === undefined;
@@ -258,7 +259,7 @@ export class RedisStore implements SessionStore {
     const status = client.status;
     if (status === "ready") return undefined;
     if (status === "reconnecting" || status === "close" || status === "end") {
-      return Promise.reject(unavailable(`Redis is not reachable (${status})`));
+      return Promise.reject(unavailable(`not reachable (${status})`));
     }
     if (status === "wait") client.connect().catch(noop);
     this.#readyWait ??= new Promise<void>((resolve, reject) => {
@@ -270,7 +271,7 @@ export class RedisStore implements SessionStore {
         else resolve();
       };
       const onReady = () => settle();
-      const onClose = () => settle(unavailable("Redis refused or closed the connection"));
+      const onClose = () => settle(unavailable("the server refused or closed the connection"));
       client.once("ready", onReady);
       client.once("close", onClose);
     });
@@ -284,7 +285,7 @@ export class RedisStore implements SessionStore {
    * is used at once.
    */
   #run<T>(what: string, fn: (call: Deadline) => Promise<T>): Promise<T> {
-    if (this.#closed) return Promise.reject(unavailable("The Redis store is closed"));
+    if (this.#closed) return Promise.reject(unavailable("the store is closed"));
     return new Promise<T>((resolve, reject) => {
       const deadlines = this.#deadlines;
       const call = deadlines.track(reject, what);
@@ -299,7 +300,7 @@ export class RedisStore implements SessionStore {
         }
       } else {
         work = ready.then(() => {
-          if (call.expired) throw unavailable(`Redis ${what} timed out`);
+          if (call.expired) throw unavailable(`${what} timed out`);
           this.#cork();
           return fn(call);
         });
@@ -497,7 +498,7 @@ export class RedisStore implements SessionStore {
         if (inserted !== 1) throw duplicate();
         const indexed = newRecord.userId !== undefined;
         try {
-          if (call.expired) throw unavailable("Redis rename timed out");
+          if (call.expired) throw unavailable("rename timed out");
           const until = options.graceMs > 0 ? Date.now() + options.graceMs : 0;
           finishing = true;
           const [finished] = await Promise.all([
@@ -552,7 +553,7 @@ export class RedisStore implements SessionStore {
           return decodeRecord(id, hash);
         }
       }
-      throw new StowageError("VERSION_CONFLICT", "The session kept changing while being consumed");
+      throw stillChanging("consume");
     });
   }
 

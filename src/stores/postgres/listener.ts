@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { connectWithin, within } from "./postgres-guard.js";
+import { connectWithin, within } from "./guard.js";
 
 const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 2_000;

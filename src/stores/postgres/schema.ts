@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { StowageError } from "../core/errors.js";
+import { StowageError } from "../../core/errors.js";
 
 /** Default name of the sessions table. */
 export const DEFAULT_TABLE = "stowage_sessions";

@@ -1,13 +1,8 @@
 import { performance } from "node:perf_hooks";
-import { StowageError } from "../core/errors.js";
-import { cloneJson, setOwn } from "../core/json.js";
-import { OptionChecker } from "../core/options.js";
-import { applyMeta, expiryOf, type MetaPatch, type SessionRecord } from "../core/record.js";
-import { borrowRecord, copyMeta, copyRecord } from "./memory-copy.js";
-import { type Expiring, ExpiryHeap } from "./memory-heap.js";
-import { LruList, type LruNode } from "./memory-lru.js";
-import { ShardedMap } from "./memory-shards.js";
-import { EventFanout } from "./shared/events.js";
+import { StowageError } from "../../core/errors.js";
+import { cloneJson, setOwn } from "../../core/json.js";
+import { OptionChecker } from "../../core/options.js";
+import { applyMeta, expiryOf, type MetaPatch, type SessionRecord } from "../../core/record.js";
 import type {
   CommitOptions,
   RenameOptions,
@@ -17,7 +12,13 @@ import type {
   StoreEvent,
   StoreEventListener,
   StoreLock,
-} from "./types.js";
+} from "../../core/store.js";
+import { closed, conflict, duplicate, ended } from "../shared/errors.js";
+import { EventFanout } from "../shared/events.js";
+import { borrowRecord, copyMeta, copyRecord } from "./copy.js";
+import { type Expiring, ExpiryHeap } from "./heap.js";
+import { LruList, type LruNode } from "./lru.js";
+import { ShardedMap } from "./shards.js";
 
 /** Options for `MemoryStore`. */
 export interface MemoryStoreOptions {
@@ -107,7 +108,7 @@ export class MemoryStore implements SessionStore {
     this.assertOpen();
     const now = Date.now();
     if (this.live(record.id, now) || this.liveAlias(record.id, now)) {
-      throw new StowageError("DUPLICATE_ID", "a session with this id already exists");
+      throw duplicate();
     }
     this.add(new RecordEntry(copyRecord(record)));
   }
@@ -179,7 +180,7 @@ export class MemoryStore implements SessionStore {
     if (!old) throw ended();
     if (options.ifVersion !== undefined && options.ifVersion !== old.record.version) throw conflict();
     if (newRecord.id === oldId || this.live(newRecord.id, now) || this.liveAlias(newRecord.id, now)) {
-      throw new StowageError("DUPLICATE_ID", "the new session id already exists");
+      throw duplicate();
     }
     const record = copyRecord(newRecord);
     record.version = old.record.version + 1;
@@ -304,7 +305,7 @@ export class MemoryStore implements SessionStore {
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new StowageError("STORE_UNAVAILABLE", "the memory store is closed");
+    if (this.closed) throw closed("MemoryStore");
   }
 
   /** The record entry if it exists and has not expired; an expired one is removed on the way. */
@@ -440,14 +441,6 @@ export class MemoryStore implements SessionStore {
     };
     step();
   }
-}
-
-function ended(): StowageError {
-  return new StowageError("SESSION_ENDED", "the session does not exist or has ended");
-}
-
-function conflict(): StowageError {
-  return new StowageError("VERSION_CONFLICT", "the session changed since it was read");
 }
 
 function copyEvent(event: StoreEvent): StoreEvent {

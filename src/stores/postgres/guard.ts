@@ -1,5 +1,6 @@
 import type pg from "pg";
-import { StowageError } from "../core/errors.js";
+import { StowageError } from "../../core/errors.js";
+import { unavailable } from "../shared/errors.js";
 
 /**
  * Settles with `work`, or rejects with STORE_UNAVAILABLE after `ms`. pg's own timeouts cover the socket and
@@ -9,10 +10,7 @@ import { StowageError } from "../core/errors.js";
 export function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new StowageError("STORE_UNAVAILABLE", `postgres ${what} timed out after ${ms} ms`)),
-      ms,
-    );
+    timer = setTimeout(() => reject(unavailable("PostgreSQL", `${what} timed out after ${ms} ms`)), ms);
   });
   work.catch(() => undefined);
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
@@ -41,7 +39,9 @@ export function toStowageError(error: unknown, what: string): StowageError {
   const code = (error as { code?: unknown } | null)?.code;
   const detail = error instanceof Error ? `: ${error.message}` : "";
   if (typeof code === "string" && INVALID_VALUE_STATES.has(code)) {
-    return new StowageError("INVALID_VALUE", `postgres ${what} refused a value${detail}`, { cause: error });
+    return new StowageError("INVALID_VALUE", `PostgreSQL: ${what} refused a value${detail}`, {
+      cause: error,
+    });
   }
-  return new StowageError("STORE_UNAVAILABLE", `postgres ${what} failed${detail}`, { cause: error });
+  return unavailable("PostgreSQL", `${what} failed${detail}`, error);
 }

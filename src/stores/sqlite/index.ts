@@ -2,19 +2,9 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { StowageError } from "../core/errors.js";
-import { OptionChecker } from "../core/options.js";
-import type { SessionRecord } from "../core/record.js";
-import { EventFanout } from "./shared/events.js";
-import {
-  applyMetaToRow,
-  mergeAttributes,
-  recordToParams,
-  rowToRecord,
-  SESSION_COLUMNS,
-  type SessionRow,
-} from "./sqlite/codec.js";
-import { migrate } from "./sqlite/migrations.js";
+import { StowageError } from "../../core/errors.js";
+import { OptionChecker } from "../../core/options.js";
+import type { SessionRecord } from "../../core/record.js";
 import type {
   CommitOptions,
   RenameOptions,
@@ -24,7 +14,18 @@ import type {
   StoreEvent,
   StoreEventListener,
   StoreLock,
-} from "./types.js";
+} from "../../core/store.js";
+import { closed, conflict, duplicate, ended, unavailable } from "../shared/errors.js";
+import { EventFanout } from "../shared/events.js";
+import {
+  applyMetaToRow,
+  mergeAttributes,
+  recordToParams,
+  rowToRecord,
+  SESSION_COLUMNS,
+  type SessionRow,
+} from "./codec.js";
+import { migrate } from "./migrations.js";
 
 /** Options for {@link SqliteStore}. */
 export interface SqliteStoreOptions {
@@ -145,14 +146,6 @@ class CheckError {
   constructor(readonly error: unknown) {}
 }
 
-function ended(): StowageError {
-  return new StowageError("SESSION_ENDED", "No live session with that id");
-}
-
-function duplicate(): StowageError {
-  return new StowageError("DUPLICATE_ID", "A session or live alias with that id already exists");
-}
-
 function prepareTransactions(db: Database.Database, s: Statements) {
   // Frees `id` for a new record: refuses a live record or alias, clears a lapsed one still awaiting sweep.
   const claim = (id: string, now: number): void => {
@@ -177,7 +170,7 @@ function prepareTransactions(db: Database.Database, s: Statements) {
       const row = s.live.get({ id, now });
       if (row === undefined) throw ended();
       if (ifVersion !== undefined && row.version !== ifVersion) {
-        throw new StowageError("VERSION_CONFLICT", "The session changed since it was read");
+        throw conflict();
       }
       if (delta.set !== undefined || (delta.unset !== undefined && delta.unset.length > 0)) {
         row.attributes = mergeAttributes(row.attributes, delta.set, delta.unset);
@@ -191,7 +184,7 @@ function prepareTransactions(db: Database.Database, s: Statements) {
       const row = s.live.get({ id: oldId, now });
       if (row === undefined) throw ended();
       if (options.ifVersion !== undefined && row.version !== options.ifVersion) {
-        throw new StowageError("VERSION_CONFLICT", "The session changed since it was read");
+        throw conflict();
       }
       s.delete.run(oldId);
       if (record.id !== oldId) claim(record.id, now);
@@ -258,7 +251,7 @@ function translate(error: unknown): unknown {
   if (error instanceof CheckError) return error.error;
   if (error instanceof StowageError) return error;
   const code = error instanceof Database.SqliteError ? error.code : "driver failure";
-  return new StowageError("STORE_UNAVAILABLE", `SQLite store unavailable (${code})`, { cause: error });
+  return unavailable("SQLite", `the call failed (${code})`, error);
 }
 
 /**
@@ -290,7 +283,7 @@ function makeFolder(folder: string): void {
 }
 
 function unavailableFolder(folder: string, reason: string): StowageError {
-  return new StowageError("STORE_UNAVAILABLE", `SqliteStore cannot create the folder ${folder}: ${reason}`);
+  return unavailable("SQLite", `cannot create the folder ${folder}: ${reason}`);
 }
 
 // Rows come from the shared file, which any process (or person) may have written: check the shape.
@@ -384,7 +377,7 @@ export class SqliteStore implements SessionStore {
   }
 
   #open(): Connection {
-    if (this.#closed) throw new StowageError("STORE_UNAVAILABLE", "SQLite store is closed");
+    if (this.#closed) throw closed("SQLite");
     if (this.#path !== ":memory:") makeFolder(dirname(this.#path));
     const db = new Database(this.#path, { timeout: this.#busyTimeoutMs });
     try {

@@ -1,5 +1,5 @@
-import { StowageError } from "../core/errors.js";
-import { setOwn } from "../core/json.js";
+import { StowageError } from "../../core/errors.js";
+import { setOwn } from "../../core/json.js";
 import type {
   Attributes,
   ChannelState,
@@ -8,8 +8,8 @@ import type {
   LoginType,
   MetaPatch,
   SessionRecord,
-} from "../core/record.js";
-import type { PeekedRecord, SessionDelta } from "./types.js";
+} from "../../core/record.js";
+import type { PeekedRecord, SessionDelta } from "../../core/store.js";
 
 /**
  * Attribute fields carry this prefix so an attribute can never collide with a meta field

@@ -1,5 +1,5 @@
-import { cloneAttributes } from "../core/json.js";
-import type { Attributes, MetaPatch, SessionRecord } from "../core/record.js";
+import { cloneAttributes } from "../../core/json.js";
+import type { Attributes, MetaPatch, SessionRecord } from "../../core/record.js";
 
 /**
  * A deep copy of a record with exactly the fields of SessionRecord: extra properties a caller left on

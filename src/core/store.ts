@@ -1,4 +1,4 @@
-import type { Attributes, MetaPatch, SessionRecord } from "../core/record.js";
+import type { Attributes, MetaPatch, SessionRecord } from "./record.js";
 
 /** A per-key change to one record: attributes to set, attributes to remove, meta fields to change. */
 export interface SessionDelta {

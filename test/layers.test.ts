@@ -1,0 +1,102 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+// The layering DESIGN.md and docs/internals.md describe, read from the sources themselves.
+const SRC = resolve(dirname(fileURLToPath(import.meta.url)), "../src");
+
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return sources(path);
+    return entry.name.endsWith(".ts") ? [path] : [];
+  });
+}
+
+const IMPORT =
+  /(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+
+/** Each module of src/ (relative path, no extension) and the modules of src/ it imports. */
+const graph = new Map<string, string[]>();
+for (const file of sources(SRC)) {
+  const text = readFileSync(file, "utf8");
+  const targets: string[] = [];
+  for (const match of text.matchAll(IMPORT)) {
+    const spec = match[1] ?? match[2]!;
+    if (!spec.startsWith(".")) continue;
+    targets.push(relative(SRC, resolve(dirname(file), spec)).replace(/\.js$/, ""));
+  }
+  graph.set(relative(SRC, file).replace(/\.ts$/, ""), targets);
+}
+
+/** The layer of a module: its first folder under src/ (or "root" for src/index.ts). */
+function layer(module: string): string {
+  return module.includes("/") ? module.slice(0, module.indexOf("/")) : "root";
+}
+
+/** What each layer may import besides itself. */
+const ALLOWED: Record<string, string[]> = {
+  core: [],
+  stores: ["core"],
+  http: ["core"],
+  conformance: ["core"],
+  demo: ["root", "core", "http", "stores"],
+  cli: ["root", "core", "http", "stores", "demo"],
+  root: ["core", "stores"],
+};
+
+describe("layers", () => {
+  it("found the sources", () => {
+    expect(graph.size).toBeGreaterThan(40);
+    expect(graph.has("core/store")).toBe(true);
+  });
+
+  it("imports flow one way: core imports no other layer, stores and http import only core", () => {
+    const wrong: string[] = [];
+    for (const [module, targets] of graph) {
+      const from = layer(module);
+      for (const target of targets) {
+        const to = layer(target);
+        if (to !== from && !(ALLOWED[from] ?? []).includes(to)) wrong.push(`${module} -> ${target}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it("a concrete store imports only core, its own folder and stores/shared", () => {
+    const wrong: string[] = [];
+    for (const [module, targets] of graph) {
+      const store = /^stores\/(memory|sqlite|redis|postgres)\//.exec(module)?.[1];
+      if (store === undefined) continue;
+      for (const target of targets) {
+        const ok =
+          target.startsWith("core/") ||
+          target.startsWith(`stores/${store}/`) ||
+          target.startsWith("stores/shared/");
+        if (!ok) wrong.push(`${module} -> ${target}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it("no import cycles", () => {
+    const cycles: string[] = [];
+    const state = new Map<string, "open" | "done">();
+    const path: string[] = [];
+    const visit = (module: string) => {
+      if (state.get(module) === "done") return;
+      if (state.get(module) === "open") {
+        cycles.push([...path.slice(path.indexOf(module)), module].join(" -> "));
+        return;
+      }
+      state.set(module, "open");
+      path.push(module);
+      for (const target of graph.get(module) ?? []) visit(target);
+      path.pop();
+      state.set(module, "done");
+    };
+    for (const module of graph.keys()) visit(module);
+    expect(cycles).toEqual([]);
+  });
+});
