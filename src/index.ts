@@ -7,8 +7,8 @@ export { isStowageError, StowageError, type StowageErrorCode } from "./core/erro
 export type { SessionEvents } from "./core/events.js";
 export { KeyRing, type SealingKey } from "./core/keyring.js";
 export type {
-  CommitOptions,
   CreateInit,
+  SessionCommitOptions,
   SessionInfo,
   SessionStats,
   SessionsOptions,

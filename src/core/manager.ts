@@ -82,8 +82,8 @@ export interface SessionInfo {
   attributes: Attributes;
 }
 
-/** Options for `commit`. */
-export interface CommitOptions {
+/** Options for `Sessions.commit` (the store's own `commit` takes `CommitOptions`). */
+export interface SessionCommitOptions {
   /** Allow a due routine rotation in this commit; pass false once response headers are out. @default true */
   rotate?: boolean;
 }
@@ -332,7 +332,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
    * an insert for a new session that holds something, a rename when the id is regenerated, a delete
    * when it ended. Resolves true if the store was written.
    */
-  commit(session: Session<A>, options: CommitOptions = {}): Promise<boolean> {
+  commit(session: Session<A>, options: SessionCommitOptions = {}): Promise<boolean> {
     return this.#serialized(session[state], options.rotate ?? true);
   }
 
@@ -342,7 +342,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
    * true if the store was written. Undefined when it must go through `commit` instead. Throws what
    * `commit` rejects with.
    */
-  commitNow(session: Session<A>, options: CommitOptions = {}): boolean | undefined {
+  commitNow(session: Session<A>, options: SessionCommitOptions = {}): boolean | undefined {
     const lane = this.#lane;
     const s = session[state];
     if (lane === undefined || s.queued > 0) return undefined;

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { expectCode } from "../../src/conformance/helpers.js";
 import type { Sessions } from "../../src/core/manager.js";
 import { createSessions, KeyRing, PermissionLevel, StowageError } from "../../src/index.js";
 import { MemoryStore } from "../../src/stores/memory/index.js";
-import { expectCode } from "../conformance/helpers.js";
 import { countingStore } from "../helpers/counting-store.js";
 
 const MIN = 60_000;

@@ -4,11 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import pg from "pg";
+import type { SessionStore } from "../../src/core/store.js";
 import { MemoryStore } from "../../src/stores/memory/index.js";
 import { PostgresStore } from "../../src/stores/postgres/index.js";
 import { RedisStore } from "../../src/stores/redis/index.js";
 import { SqliteStore } from "../../src/stores/sqlite/index.js";
-import type { SessionStore } from "../../src/core/store.js";
 import { freePort } from "../helpers/redis-server.js";
 import { dropStoreTables, POSTGRES_URL, uniqueTable } from "../stores/postgres-support.js";
 

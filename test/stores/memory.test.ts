@@ -1,8 +1,6 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { MemoryStore } from "../../src/stores/memory/index.js";
-import type { StoreEvent } from "../../src/core/store.js";
 import {
   expectCode,
   makeRecord,
@@ -10,9 +8,12 @@ import {
   runStoreConformance,
   sleep,
   waitFor,
-} from "../conformance/index.js";
+} from "../../src/conformance/index.js";
+import type { StoreEvent } from "../../src/core/store.js";
+import { MemoryStore } from "../../src/stores/memory/index.js";
+import { vitest } from "../helpers/runner.js";
 
-runStoreConformance("memory", () => new MemoryStore());
+runStoreConformance(vitest, "memory", () => new MemoryStore());
 
 describe("MemoryStore", () => {
   const stores: MemoryStore[] = [];

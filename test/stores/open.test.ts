@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inspect } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import { expectCode, makeRecord } from "../../src/conformance/helpers.js";
 import { newId } from "../../src/core/tokens.js";
 import { openStore } from "../../src/stores/open.js";
-import { expectCode, makeRecord } from "../conformance/helpers.js";
 import { startRedisCluster } from "../helpers/redis-cluster.js";
 import { dropStoreTables, POSTGRES_URL, uniqueTable } from "./postgres-support.js";
 

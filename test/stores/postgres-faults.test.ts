@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectCode, makeRecord, sleep, waitFor } from "../../src/conformance/index.js";
 import { StowageError } from "../../src/core/errors.js";
-import { PostgresStore } from "../../src/stores/postgres/index.js";
 import type { StoreEvent } from "../../src/core/store.js";
-import { expectCode, makeRecord, sleep, waitFor } from "../conformance/index.js";
+import { PostgresStore } from "../../src/stores/postgres/index.js";
 import { TestPostgres } from "./postgres-server.js";
 
 const TIMEOUT_MS = 1000;

@@ -1,10 +1,6 @@
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { StowageError } from "../../src/core/errors.js";
-import { PostgresStore } from "../../src/stores/postgres/index.js";
-import { SCHEMA_VERSION } from "../../src/stores/postgres/schema.js";
-import type { StoreEvent } from "../../src/core/store.js";
 import {
   expectCode,
   makeRecord,
@@ -12,8 +8,13 @@ import {
   runStoreConformance,
   sleep,
   waitFor,
-} from "../conformance/index.js";
+} from "../../src/conformance/index.js";
+import { StowageError } from "../../src/core/errors.js";
+import type { StoreEvent } from "../../src/core/store.js";
+import { PostgresStore } from "../../src/stores/postgres/index.js";
+import { SCHEMA_VERSION } from "../../src/stores/postgres/schema.js";
 import { runTs } from "../helpers/processes.js";
+import { vitest } from "../helpers/runner.js";
 import { dropStoreTables, POSTGRES_URL, uniqueTable } from "./postgres-support.js";
 
 const table = uniqueTable("conf");
@@ -35,7 +36,7 @@ afterAll(async () => {
   await admin.end();
 });
 
-runStoreConformance("postgres", () => new PostgresStore({ connectionString: POSTGRES_URL, table }));
+runStoreConformance(vitest, "postgres", () => new PostgresStore({ connectionString: POSTGRES_URL, table }));
 
 const worker = (name: string) => fileURLToPath(new URL(`./workers/${name}`, import.meta.url));
 

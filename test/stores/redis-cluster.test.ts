@@ -2,12 +2,13 @@ import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RedisStore } from "../../src/stores/redis/index.js";
+import { idsOf } from "../../src/conformance/helpers.js";
+import { makeRecord, newUserId, runStoreConformance, waitFor } from "../../src/conformance/index.js";
 import type { StoreEvent } from "../../src/core/store.js";
-import { idsOf } from "../conformance/helpers.js";
-import { makeRecord, newUserId, runStoreConformance, waitFor } from "../conformance/index.js";
+import { RedisStore } from "../../src/stores/redis/index.js";
 import { runTs } from "../helpers/processes.js";
 import { type RedisClusterHandle, startRedisCluster } from "../helpers/redis-cluster.js";
+import { vitest } from "../helpers/runner.js";
 
 const prefix = `stowage-cluster:${randomBytes(6).toString("hex")}:`;
 let cluster: RedisClusterHandle | undefined;
@@ -45,7 +46,7 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-runStoreConformance("redis-cluster", () => open());
+runStoreConformance(vitest, "redis-cluster", () => open());
 
 /** The port of the master that owns `key`'s slot. */
 async function ownerOf(key: string): Promise<number> {

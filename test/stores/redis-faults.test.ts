@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeRecord, newUserId, sleep, waitFor } from "../../src/conformance/index.js";
 import { StowageError } from "../../src/core/errors.js";
-import { RedisStore } from "../../src/stores/redis/index.js";
 import type { StoreEvent } from "../../src/core/store.js";
-import { makeRecord, newUserId, sleep, waitFor } from "../conformance/index.js";
+import { RedisStore } from "../../src/stores/redis/index.js";
 import { freePort, type RedisProcess, startRedisServer, stopRedisServer } from "../helpers/redis-server.js";
 
 const TIMEOUT = 500;

@@ -2,12 +2,19 @@ import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
+import {
+  expectCode,
+  makeRecord,
+  newUserId,
+  runStoreConformance,
+  waitFor,
+} from "../../src/conformance/index.js";
+import type { StoreEvent } from "../../src/core/store.js";
 import { createSessions, StowageError } from "../../src/index.js";
 import { RedisStore } from "../../src/stores/redis/index.js";
 import { RENAME_BEGIN, RENAME_FINISH, runScript } from "../../src/stores/redis/scripts.js";
-import type { StoreEvent } from "../../src/core/store.js";
-import { expectCode, makeRecord, newUserId, runStoreConformance, waitFor } from "../conformance/index.js";
 import { runTs } from "../helpers/processes.js";
+import { vitest } from "../helpers/runner.js";
 
 const REDIS_URL = "redis://127.0.0.1:6379";
 const prefix = `stowage-test:${randomBytes(6).toString("hex")}:`;
@@ -32,7 +39,7 @@ afterAll(async () => {
   await raw.quit();
 });
 
-runStoreConformance("redis", () => open());
+runStoreConformance(vitest, "redis", () => open());
 
 /** Calls of `name` so far, from INFO commandstats (0 when never called). */
 async function commandCalls(name: string): Promise<number> {

@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { makeRecord, waitFor } from "../../src/conformance/helpers.js";
 import { isStowageError } from "../../src/core/errors.js";
+import type { SessionStore } from "../../src/core/store.js";
 import { PostgresStore } from "../../src/stores/postgres/index.js";
 import { RedisStore } from "../../src/stores/redis/index.js";
-import type { SessionStore } from "../../src/core/store.js";
-import { makeRecord, waitFor } from "../conformance/helpers.js";
 import { freePort, startRedisServer, stopRedisServer } from "../helpers/redis-server.js";
 
 // Far above what a refused connection takes and far below the timeout: a call that waited for the

@@ -5,11 +5,6 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
-import { StowageError } from "../../src/core/errors.js";
-import { issueToken } from "../../src/core/tokens.js";
-import { SCHEMA_VERSION } from "../../src/stores/sqlite/migrations.js";
-import { SqliteStore } from "../../src/stores/sqlite/index.js";
-import type { StoreEvent } from "../../src/core/store.js";
 import {
   expectCode,
   makeRecord,
@@ -17,7 +12,13 @@ import {
   runStoreConformance,
   sleep,
   waitFor,
-} from "../conformance/index.js";
+} from "../../src/conformance/index.js";
+import { StowageError } from "../../src/core/errors.js";
+import type { StoreEvent } from "../../src/core/store.js";
+import { issueToken } from "../../src/core/tokens.js";
+import { SqliteStore } from "../../src/stores/sqlite/index.js";
+import { SCHEMA_VERSION } from "../../src/stores/sqlite/migrations.js";
+import { vitest } from "../helpers/runner.js";
 
 const dir = mkdtempSync(join(tmpdir(), "stowage-sqlite-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -74,7 +75,7 @@ function countRows(path: string, table: string): number {
   }
 }
 
-runStoreConformance("sqlite", () => new SqliteStore({ path: freshPath() }));
+runStoreConformance(vitest, "sqlite", () => new SqliteStore({ path: freshPath() }));
 
 describe("sqlite store", () => {
   describe("schema and migrations", () => {

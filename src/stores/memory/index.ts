@@ -1,5 +1,4 @@
 import { performance } from "node:perf_hooks";
-import { StowageError } from "../../core/errors.js";
 import { cloneJson, setOwn } from "../../core/json.js";
 import { OptionChecker } from "../../core/options.js";
 import { applyMeta, expiryOf, type MetaPatch, type SessionRecord } from "../../core/record.js";

@@ -1,6 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
-import { StowageError } from "../../core/errors.js";
 import { OptionChecker } from "../../core/options.js";
 import type {
   Attributes,

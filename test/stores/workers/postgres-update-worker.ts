@@ -2,8 +2,9 @@
 // `node --import tsx postgres-update-worker.ts <url> <table> <id> <n>`.
 // Runs n concurrent read-modify-write increments of attribute `count` on one record, each retrying on
 // VERSION_CONFLICT after a jittered pause, then prints a JSON summary and exits 0.
+
+import { incrementLoop } from "../../../src/conformance/increment.js";
 import { PostgresStore } from "../../../src/stores/postgres/index.js";
-import { incrementLoop } from "../../helpers/increment.js";
 
 const [connectionString, table, id, countArg] = process.argv.slice(2);
 if (!connectionString || !table || !id)

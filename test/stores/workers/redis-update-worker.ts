@@ -1,7 +1,7 @@
 // Args: standalone|cluster <url or host:port,...> <prefix> <id> <count>
 // Runs <count> parallel read-modify-write increments of attribute `n` of session <id>: get, commit with
 // ifVersion, retry on VERSION_CONFLICT after a jittered backoff. Prints { attempts, ms } as JSON.
-import { incrementLoop } from "../../helpers/increment.js";
+import { incrementLoop } from "../../../src/conformance/increment.js";
 import { storeFromArgs } from "./redis-store-arg.js";
 
 const [mode, target, prefix = "stowage:", id = "", countArg = "100"] = process.argv.slice(2);

@@ -3,8 +3,9 @@
 // Waits until the wall clock reaches startAt (so sibling processes contend for real), then runs n concurrent
 // read-modify-write increments of attribute `count` on one record, each retrying on VERSION_CONFLICT after
 // a jittered pause, then prints a JSON summary and exits 0.
+
+import { incrementLoop } from "../../../src/conformance/increment.js";
 import { SqliteStore } from "../../../src/stores/sqlite/index.js";
-import { incrementLoop } from "../../helpers/increment.js";
 
 const [path, id, countArg, startAt] = process.argv.slice(2);
 if (!path || !id) throw new Error("usage: sqlite-update-worker.ts <path> <id> <n>");

@@ -1,7 +1,7 @@
-import { expect, it } from "vitest";
 import { expectCode, makeRecord, newUserId, type StoreGetter } from "./helpers.js";
+import type { ConformanceRunner } from "./runner.js";
 
-export function deltaTests(getStore: StoreGetter): void {
+export function deltaTests({ it, expect }: ConformanceRunner, getStore: StoreGetter): void {
   it("sets and unsets attributes per key, leaving other keys alone", async () => {
     const store = getStore();
     const record = makeRecord({ attributes: { keep: 1, change: "old", drop: true, nested: { a: 1, b: 2 } } });

@@ -1,6 +1,6 @@
 // No vitest import here: store workers run this loop in plain child processes.
-import { StowageError } from "../../src/core/errors.js";
-import type { SessionStore } from "../../src/core/store.js";
+import { StowageError } from "../core/errors.js";
+import type { SessionStore } from "../core/store.js";
 
 /**
  * The read-modify-write loop a session's `update` performs: read, commit with ifVersion, retry on

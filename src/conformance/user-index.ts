@@ -1,7 +1,7 @@
-import { expect, it } from "vitest";
 import { idsOf, makeRecord, newUserId, type StoreGetter } from "./helpers.js";
+import type { ConformanceRunner } from "./runner.js";
 
-export function userIndexTests(getStore: StoreGetter): void {
+export function userIndexTests({ it, expect }: ConformanceRunner, getStore: StoreGetter): void {
   it("listByUser returns that user's records only, in full", async () => {
     const store = getStore();
     const alice = newUserId();

@@ -1,6 +1,6 @@
-import { expect, it } from "vitest";
-import type { Attributes } from "../../src/core/record.js";
+import type { Attributes } from "../core/record.js";
 import { makeRecord, type StoreGetter } from "./helpers.js";
+import type { ConformanceRunner } from "./runner.js";
 
 /** Attribute values and keys a store must keep exactly (valid Unicode, JSON only). */
 function tricky(): Attributes {
@@ -44,7 +44,10 @@ function prototypeKeys(): Attributes {
   ) as Attributes;
 }
 
-function expectPrototypeKeysIntact(attributes: Attributes | undefined): void {
+function expectPrototypeKeysIntact(
+  expect: ConformanceRunner["expect"],
+  attributes: Attributes | undefined,
+): void {
   expect(attributes).toBeDefined();
   const attrs = attributes!;
   expect(Object.hasOwn(attrs, "__proto__")).toBe(true);
@@ -73,7 +76,7 @@ function manyAttributes(): Attributes {
   return attributes;
 }
 
-export function valueTests(getStore: StoreGetter): void {
+export function valueTests({ it, expect }: ConformanceRunner, getStore: StoreGetter): void {
   it("round-trips tricky values and keys through insert", async () => {
     const store = getStore();
     const record = makeRecord({ attributes: tricky() });
@@ -104,7 +107,7 @@ export function valueTests(getStore: StoreGetter): void {
     const store = getStore();
     const record = makeRecord({ attributes: prototypeKeys() });
     await store.insert(record);
-    expectPrototypeKeysIntact((await store.get(record.id))?.attributes);
+    expectPrototypeKeysIntact(expect, (await store.get(record.id))?.attributes);
   });
 
   it("keeps __proto__ and constructor as plain own keys through commit, without pollution", async () => {
@@ -113,7 +116,7 @@ export function valueTests(getStore: StoreGetter): void {
     await store.insert(record);
     await store.commit(record.id, { set: prototypeKeys() });
     const attributes = (await store.get(record.id))?.attributes;
-    expectPrototypeKeysIntact(attributes);
+    expectPrototypeKeysIntact(expect, attributes);
     expect(attributes?.other).toBe(1);
     await store.commit(record.id, { unset: ["__proto__", "constructor"] });
     const after = (await store.get(record.id))?.attributes ?? {};

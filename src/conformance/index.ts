@@ -1,5 +1,4 @@
-import { afterAll, beforeAll, describe } from "vitest";
-import type { SessionStore } from "../../src/core/store.js";
+import type { SessionStore } from "../core/store.js";
 import { concurrencyTests } from "./concurrency.js";
 import { deltaTests } from "./deltas.js";
 import { eventTests } from "./events.js";
@@ -8,11 +7,23 @@ import type { StoreGetter } from "./helpers.js";
 import { lockTests } from "./locks.js";
 import { recordTests } from "./records.js";
 import { renameConsumeTests } from "./rename-consume.js";
+import type { ConformanceRunner } from "./runner.js";
 import { ownAttributeTests, renameRaceTests, sessionTests, wellFormedTextTests } from "./sessions.js";
 import { userIndexTests } from "./user-index.js";
 import { valueTests } from "./values.js";
 
-export { expectCode, idsOf, incrementLoop, makeRecord, newUserId, sleep, waitFor } from "./helpers.js";
+export {
+  expectCode,
+  idsOf,
+  incrementLoop,
+  makeRecord,
+  newUserId,
+  type StoreGetter,
+  sleep,
+  thrownCode,
+  waitFor,
+} from "./helpers.js";
+export type { ConformanceAssertions, ConformanceMatchers, ConformanceRunner } from "./runner.js";
 
 /** The groups of the suite, by name. */
 export const conformanceGroups = {
@@ -29,7 +40,7 @@ export const conformanceGroups = {
   "rename-races": renameRaceTests,
   "own-attributes": ownAttributeTests,
   "well-formed-text": wellFormedTextTests,
-} satisfies Record<string, (getStore: StoreGetter) => void>;
+} satisfies Record<string, (runner: ConformanceRunner, getStore: StoreGetter) => void>;
 
 /** Name of one group of the suite. */
 export type ConformanceGroup = keyof typeof conformanceGroups;
@@ -41,23 +52,32 @@ export interface ConformanceOptions {
 }
 
 /**
- * Registers the store conformance suite. One store is made for the whole suite and closed after it;
+ * Registers the store conformance suite with the test functions of your runner (vitest, jest, or
+ * node:test with the `expect` package). One store is made for the whole suite and closed after it;
  * every test uses fresh random ids and user ids, so tests never depend on each other's data.
  *
  * @example
- * runStoreConformance("memory", () => new MemoryStore());
+ * import { afterAll, beforeAll, describe, expect, it } from "vitest";
+ * import { runStoreConformance } from "stowage/conformance";
+ * runStoreConformance({ describe, it, beforeAll, afterAll, expect }, "my-store", () => new MyStore());
  */
 export function runStoreConformance(
+  runner: ConformanceRunner,
   name: string,
   makeStore: () => SessionStore | Promise<SessionStore>,
   options: ConformanceOptions = {},
 ): void {
-  describe(`${name} conformance`, () => {
+  // vitest's expect takes a message as a second argument; jest's refuses one. Messages go only to an
+  // expect that declares two parameters.
+  const expect = runner.expect;
+  const tests: ConformanceRunner =
+    expect.length >= 2 ? runner : { ...runner, expect: (actual: unknown) => expect(actual) };
+  runner.describe(`${name} conformance`, () => {
     let store: SessionStore | undefined;
-    beforeAll(async () => {
+    runner.beforeAll(async () => {
       store = await makeStore();
     });
-    afterAll(async () => {
+    runner.afterAll(async () => {
       await store?.close();
     });
     const getStore: StoreGetter = () => {
@@ -66,7 +86,7 @@ export function runStoreConformance(
     };
     const skip = new Set<string>(options.skip ?? []);
     for (const [group, register] of Object.entries(conformanceGroups)) {
-      if (!skip.has(group)) describe(group, () => register(getStore));
+      if (!skip.has(group)) runner.describe(group, () => register(tests, getStore));
     }
   });
 }

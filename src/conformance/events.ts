@@ -1,8 +1,8 @@
-import { expect, it } from "vitest";
-import type { StoreEvent } from "../../src/core/store.js";
+import type { StoreEvent } from "../core/store.js";
 import { makeRecord, newUserId, type StoreGetter, waitFor } from "./helpers.js";
+import type { ConformanceRunner } from "./runner.js";
 
-export function eventTests(getStore: StoreGetter): void {
+export function eventTests({ it, expect }: ConformanceRunner, getStore: StoreGetter): void {
   it("a subscriber receives a published event", async () => {
     const store = getStore();
     const received: StoreEvent[] = [];

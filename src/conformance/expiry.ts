@@ -1,10 +1,10 @@
-import { expect, it } from "vitest";
 import { expectCode, idsOf, makeRecord, newUserId, type StoreGetter, sleep } from "./helpers.js";
+import type { ConformanceRunner } from "./runner.js";
 
 const SHORT = 300;
 const PAST_SHORT = 600;
 
-export function expiryTests(getStore: StoreGetter): void {
+export function expiryTests({ it, expect }: ConformanceRunner, getStore: StoreGetter): void {
   it("an absolute expiry ends the record: after sweep it is gone from get and listByUser", async () => {
     const store = getStore();
     const userId = newUserId();

@@ -1,9 +1,9 @@
-import { expect, it } from "vitest";
 import { incrementLoop, makeRecord, type StoreGetter } from "./helpers.js";
+import type { ConformanceRunner } from "./runner.js";
 
 const N = 200;
 
-export function concurrencyTests(getStore: StoreGetter): void {
+export function concurrencyTests({ it, expect }: ConformanceRunner, getStore: StoreGetter): void {
   it(`${N} parallel commits of different keys: none is lost`, async () => {
     const store = getStore();
     const record = makeRecord({ attributes: { base: true } });
@@ -20,9 +20,7 @@ export function concurrencyTests(getStore: StoreGetter): void {
     expect(new Set(versions).size).toBe(N);
   });
 
-  it(`${N} parallel read-modify-write loops of one key end at exactly ${N}`, {
-    timeout: 120_000,
-  }, async () => {
+  it(`${N} parallel read-modify-write loops of one key end at exactly ${N}`, async () => {
     const store = getStore();
     const record = makeRecord({ attributes: { n: 0 } });
     await store.insert(record);

@@ -1,6 +1,6 @@
-import { expect, it, vi } from "vitest";
-import type { SessionRecord } from "../../src/core/record.js";
+import type { SessionRecord } from "../core/record.js";
 import { expectCode, idsOf, makeRecord, newUserId, type StoreGetter, sleep } from "./helpers.js";
+import type { ConformanceRunner } from "./runner.js";
 
 /** A record at version 3, as a session that has been written twice looks. */
 async function insertAtVersion3(getStore: StoreGetter, overrides: Partial<SessionRecord> = {}) {
@@ -28,7 +28,7 @@ function successor(old: SessionRecord, overrides: Partial<SessionRecord> = {}): 
   };
 }
 
-export function renameConsumeTests(getStore: StoreGetter): void {
+export function renameConsumeTests({ it, expect }: ConformanceRunner, getStore: StoreGetter): void {
   it("rename with graceMs 0 removes the old id and stores the new record at version old+1", async () => {
     const store = getStore();
     const old = await insertAtVersion3(getStore);
@@ -103,8 +103,7 @@ export function renameConsumeTests(getStore: StoreGetter): void {
     const next = successor(old);
     await store.rename(old.id, next, { graceMs: 60_000 });
     await expectCode(store.commit(old.id, { set: { x: 1 } }), "SESSION_ENDED");
-    const check = vi.fn(() => true);
-    expect(await store.consume(old.id, check)).toBeUndefined();
+    expect(await store.consume(old.id, () => true)).toBeUndefined();
     expect(await store.get(next.id)).toEqual({ ...next, version: 4 });
   });
 

@@ -1,10 +1,10 @@
-import { expect } from "vitest";
-import { StowageError, type StowageErrorCode } from "../../src/core/errors.js";
-import type { SessionRecord } from "../../src/core/record.js";
-import { newId } from "../../src/core/tokens.js";
-import type { SessionStore } from "../../src/core/store.js";
+import assert from "node:assert/strict";
+import { StowageError, type StowageErrorCode } from "../core/errors.js";
+import type { SessionRecord } from "../core/record.js";
+import type { SessionStore } from "../core/store.js";
+import { newId } from "../core/tokens.js";
 
-export { incrementLoop } from "../helpers/increment.js";
+export { incrementLoop } from "./increment.js";
 
 /** A getter for the store under test (created in a beforeAll, so groups read it lazily). */
 export type StoreGetter = () => SessionStore;
@@ -38,7 +38,7 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Awaits `promise` and asserts it rejected with a StowageError of `code`. */
+/** Awaits `promise` and asserts it rejected with a StowageError of `code`; returns the error. */
 export async function expectCode(promise: Promise<unknown>, code: StowageErrorCode): Promise<StowageError> {
   let caught: unknown;
   let resolved = false;
@@ -48,10 +48,20 @@ export async function expectCode(promise: Promise<unknown>, code: StowageErrorCo
   } catch (error) {
     caught = error;
   }
-  expect(resolved, `expected rejection with ${code}, but it resolved`).toBe(false);
-  expect(caught).toBeInstanceOf(StowageError);
-  expect((caught as StowageError).code).toBe(code);
-  return caught as StowageError;
+  assert.ok(!resolved, `expected rejection with ${code}, but it resolved`);
+  assert.ok(caught instanceof StowageError, `expected a StowageError ${code}, got ${String(caught)}`);
+  assert.equal(caught.code, code);
+  return caught;
+}
+
+/** The StowageError code `fn` throws synchronously, or "nothing thrown". */
+export function thrownCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    return error instanceof StowageError ? error.code : `not a StowageError: ${String(error)}`;
+  }
+  return "nothing thrown";
 }
 
 /** Polls `fn` until it returns a truthy value (or `ms` pass, then fails). */

@@ -1,10 +1,10 @@
-import { expect, it } from "vitest";
 import { makeRecord, type StoreGetter, sleep } from "./helpers.js";
+import type { ConformanceRunner } from "./runner.js";
 
 /** Locks are independent of records, so any fresh id will do. */
 const lockId = () => makeRecord().id;
 
-export function lockTests(getStore: StoreGetter): void {
+export function lockTests({ it, expect }: ConformanceRunner, getStore: StoreGetter): void {
   it("lock returns a fence; a second lock on the same id is refused", async () => {
     const store = getStore();
     const id = lockId();
