@@ -1,17 +1,25 @@
 import { randomBytes } from "node:crypto";
 import { StowageError } from "./errors.js";
-import {
-  attributeBytes as byteSize,
-  checkStorableText,
-  cloneJson,
-  jsonText,
-  serializeJson,
-  setOwn,
-  textBytes,
-} from "./json.js";
+import { attributeBytes as byteSize, checkStorableText, jsonText, serializeJson, textBytes } from "./json.js";
 import type { KeyRing } from "./keyring.js";
-import type { Attributes, JsonValue, LoginType, MetaPatch, SessionRecord } from "./record.js";
-import { equalText, type IssuedToken, issueToken } from "./tokens.js";
+import type { AcquireOptions, SessionLease } from "./lease.js";
+import type { Attributes, JsonValue, LoginType } from "./record.js";
+import {
+  adopt,
+  attributeKeys,
+  hasAttribute,
+  issueNextToken,
+  pendingOf,
+  readAttribute,
+  type SessionState,
+  setAttribute,
+  state,
+  UNSET,
+} from "./session-state.js";
+import { equalText, issueToken } from "./tokens.js";
+
+export type { AcquireOptions, SessionLease } from "./lease.js";
+export type { RegenerateReason } from "./session-state.js";
 
 /** Attribute key that holds the CSRF secret; hidden from `get`/`keys` and refused at `set`. */
 export const CSRF_KEY = "$stowage.csrf";
@@ -24,22 +32,6 @@ export interface LoginOptions {
   level?: number;
 }
 
-/** Options for `Session.acquire`. */
-export interface AcquireOptions {
-  /** How long the lease lasts unless released. @default 10000 */
-  leaseMs?: number;
-  /** How long to wait for a busy lease before LOCK_TIMEOUT. @default 5000 */
-  waitMs?: number;
-}
-
-/** A held lease on a session: release it, or let `await using` do it. */
-export interface SessionLease extends AsyncDisposable {
-  /** Strictly increasing per session; pass it along to fence writes elsewhere. */
-  readonly fence: number;
-  /** Frees the lease; safe to call twice. */
-  release(): Promise<void>;
-}
-
 /** Plaintext channel keys, as the connection layer hands them to a session. */
 export interface ChannelKeys {
   /** Cipher suite name. */
@@ -47,9 +39,6 @@ export interface ChannelKeys {
   /** The channel secret in clear. */
   secret: Uint8Array;
 }
-
-/** Why the id is being regenerated at the next commit. */
-export type RegenerateReason = "login" | "logout" | "rotation" | "explicit";
 
 /** What the manager needs from a session; not part of the public API. */
 export interface SessionHost {
@@ -61,73 +50,17 @@ export interface SessionHost {
   acquire(s: SessionState, options: AcquireOptions): Promise<SessionLease>;
 }
 
-/** Internal state of a session, shared with the manager through the `state` symbol. */
-export interface SessionState {
-  id: string;
-  token: string;
-  verifier: string;
-  secret: string;
-  /** The id the record has in the store; undefined until it is written. Differs from `id` while a new id waits for commit. */
-  storedId: string | undefined;
-  /** A new session is written on commit only when this is set (something was stored, or save() forced it). */
-  dirty: boolean;
-  version: number;
-  createdAt: number;
-  rotatedAt: number;
-  expiresAt: number;
-  idleExpiresAt: number;
-  userId: string | undefined;
-  level: number;
-  loginType: LoginType;
-  lastLoginAt: number | undefined;
-  language: string | undefined;
-  channel: SessionRecord["channel"];
-  attributes: Attributes;
-  /** Attribute values may be the store's own objects (loaded through `peek`): each is copied on first read. */
-  borrowed: boolean;
-  /** Keys whose values are this session's own although `borrowed` is set: copied, set or updated since. */
-  owned: Set<string> | undefined;
-  /** Attributes still as JSON text (loaded through `peek`), parsed on first read; not in `attributes`. */
-  encoded: Record<string, string> | undefined;
-  /** Changes to write at the next commit: a key's new value, or UNSET for a removal. Created on first change. */
-  pending: Map<string, JsonValue | typeof UNSET> | undefined;
-  meta: MetaPatch;
-  regenerate: { reason: RegenerateReason; graceMs: number } | undefined;
-  /** Id to delete on commit (logout drops the old record and starts blank). */
-  dropId: string | undefined;
-  ended: boolean;
-  /** Bytes of each attribute's key + JSON value; computed on the first write. */
-  sizes: Map<string, number> | undefined;
-  totalBytes: number;
-  /** Commits completed on this object; per-commit flags compare against it. */
-  commits: number;
-  newAt: number | undefined;
-  loginAt: number | undefined;
-  oldId: string | undefined;
-  oldIdAt: number | undefined;
-  lease: SessionLease | undefined;
-  /** The last commit in line, while any runs. */
-  committing: Promise<unknown> | undefined;
-  /** Commits started and not yet settled. */
-  queued: number;
-}
-
-/** Marks a pending removal in `SessionState.pending`. */
-export const UNSET: unique symbol = Symbol("stowage.unset");
-
-/** Symbol under which a session exposes its state to the manager. */
-export const state: unique symbol = Symbol("stowage.session");
-
 /**
  * The live session a request or connection holds. Reads are synchronous; writes are collected as a
  * per-key delta and written by `save()` (adapters call it for you), except `update()`, which is atomic
  * against the store at once.
  */
 export class Session<A extends object = Attributes> {
+  /** @internal The state the manager and the commit engine work on. */
   readonly [state]: SessionState;
   readonly #host: SessionHost;
 
-  /** @internal Created by the manager; use `sessions.create()` or `sessions.load()`. */
+  /** Made by the manager: use `sessions.create()` or `sessions.load()`. */
   constructor(host: SessionHost, init: SessionState) {
     this.#host = host;
     this[state] = init;
@@ -279,7 +212,7 @@ export class Session<A extends object = Attributes> {
     s.dirty = true;
     // A privilege change gets a fresh CSRF secret too, so a token seen before login is worthless after.
     if (hasAttribute(s, CSRF_KEY)) this.#drop(CSRF_KEY);
-    if (s.storedId !== undefined) renew(s, "login", 0);
+    if (s.storedId !== undefined) issueNextToken(s, "login", 0);
     return this;
   }
 
@@ -323,7 +256,7 @@ export class Session<A extends object = Attributes> {
   /** Issues a new id and secret now (written at commit); the old token keeps working for `graceMs`. */
   regenerateId(options: { graceMs?: number } = {}): this {
     const s = this.#writable();
-    if (s.storedId !== undefined) renew(s, "explicit", options.graceMs ?? 0);
+    if (s.storedId !== undefined) issueNextToken(s, "explicit", options.graceMs ?? 0);
     return this;
   }
 
@@ -471,158 +404,6 @@ export class Session<A extends object = Attributes> {
   }
 }
 
-/**
- * Gives the session its next id and token at once, so an adapter can set the cookie before the response
- * goes out; the commit renames the stored record to it. A second call before the commit keeps the token.
- */
-export function renew(s: SessionState, reason: RegenerateReason, graceMs: number): void {
-  if (s.regenerate) {
-    s.regenerate = reason === "login" ? { reason, graceMs: 0 } : s.regenerate;
-    return;
-  }
-  s.oldId = s.id;
-  s.oldIdAt = s.commits;
-  adopt(s, issueToken());
-  s.regenerate = { reason, graceMs };
-}
-
-function adopt(s: SessionState, issued: IssuedToken): void {
-  s.id = issued.id;
-  s.token = issued.token;
-  s.verifier = issued.verifier;
-  s.secret = issued.token.slice(issued.id.length + 1);
-}
-
-/** What differs between a blank new session's state and a loaded one's; the rest starts the same. */
-export type StateSeed = Pick<
-  SessionState,
-  | "id"
-  | "token"
-  | "verifier"
-  | "secret"
-  | "storedId"
-  | "version"
-  | "createdAt"
-  | "rotatedAt"
-  | "expiresAt"
-  | "idleExpiresAt"
-  | "userId"
-  | "level"
-  | "loginType"
-  | "lastLoginAt"
-  | "language"
-  | "channel"
-  | "attributes"
-  | "borrowed"
-  | "encoded"
-  | "newAt"
->;
-
-/** A session's state from its seed, with nothing pending. */
-export function sessionState(seed: StateSeed): SessionState {
-  return {
-    id: seed.id,
-    token: seed.token,
-    verifier: seed.verifier,
-    secret: seed.secret,
-    storedId: seed.storedId,
-    dirty: false,
-    version: seed.version,
-    createdAt: seed.createdAt,
-    rotatedAt: seed.rotatedAt,
-    expiresAt: seed.expiresAt,
-    idleExpiresAt: seed.idleExpiresAt,
-    userId: seed.userId,
-    level: seed.level,
-    loginType: seed.loginType,
-    lastLoginAt: seed.lastLoginAt,
-    language: seed.language,
-    channel: seed.channel,
-    attributes: seed.attributes,
-    borrowed: seed.borrowed,
-    owned: undefined,
-    encoded: seed.encoded,
-    pending: undefined,
-    meta: {},
-    regenerate: undefined,
-    dropId: undefined,
-    ended: false,
-    sizes: undefined,
-    totalBytes: 0,
-    commits: 0,
-    newAt: seed.newAt,
-    loginAt: undefined,
-    oldId: undefined,
-    oldIdAt: undefined,
-    lease: undefined,
-    committing: undefined,
-    queued: 0,
-  };
-}
-
-/**
- * The value of one attribute as the session may hand it out: a value borrowed from the store is copied
- * on its first read, and one still in JSON text is parsed then; either is kept in place of the original.
- */
-export function readAttribute(s: SessionState, key: string): JsonValue | undefined {
-  // Only own keys are attributes: "constructor" or "__proto__" would otherwise read Object.prototype's.
-  const value = Object.hasOwn(s.attributes, key) ? s.attributes[key] : undefined;
-  if (value === undefined)
-    return s.encoded !== undefined && Object.hasOwn(s.encoded, key) ? decode(s, key) : undefined;
-  if (!s.borrowed || typeof value !== "object" || value === null || s.owned?.has(key)) return value;
-  const copy = cloneJson(value);
-  setAttribute(s, key, copy);
-  return copy;
-}
-
-function decode(s: SessionState, key: string): JsonValue {
-  const encoded = s.encoded!;
-  let value: JsonValue;
-  try {
-    value = JSON.parse(encoded[key]!) as JsonValue;
-  } catch {
-    // No cause attached: the parser's message quotes the text, which may be a secret (the CSRF key's).
-    throw new StowageError("INVALID_VALUE", `stored attribute "${key}" is not valid JSON`);
-  }
-  setAttribute(s, key, value);
-  return value;
-}
-
-function hasAttribute(s: SessionState, key: string): boolean {
-  return Object.hasOwn(s.attributes, key) || (s.encoded !== undefined && Object.hasOwn(s.encoded, key));
-}
-
-function attributeKeys(s: SessionState): string[] {
-  const keys = Object.keys(s.attributes);
-  return s.encoded === undefined ? keys : keys.concat(Object.keys(s.encoded));
-}
-
-/**
- * Puts a value of the session's own under `key`, in place of a borrowed or still-encoded one. Only
- * objects need marking as owned: a primitive is never copied on read.
- */
-export function setAttribute(s: SessionState, key: string, value: JsonValue): void {
-  if (s.encoded !== undefined) delete s.encoded[key];
-  setOwn(s.attributes, key, value);
-  if (s.borrowed && typeof value === "object" && value !== null) {
-    s.owned ??= new Set();
-    s.owned.add(key);
-  }
-}
-
-function pendingOf(s: SessionState): Map<string, JsonValue | typeof UNSET> {
-  if (s.pending === undefined) s.pending = new Map();
-  return s.pending;
-}
-
-/** Gives the session a whole attribute bag of its own (after a rename read it back from the store). */
-export function adoptAttributes(s: SessionState, attributes: Attributes): void {
-  s.attributes = attributes;
-  s.borrowed = false;
-  s.owned = undefined;
-  s.encoded = undefined;
-}
-
 /** Throws INVALID_VALUE unless an attribute key is storable text (see `isStorableText`). */
 function checkKey(key: unknown): asserts key is string {
   if (typeof key !== "string") throw new StowageError("INVALID_VALUE", "an attribute key must be a string");
@@ -634,10 +415,4 @@ export function checkLevel(level: unknown): asserts level is number {
   if (!Number.isInteger(level) || (level as number) < 0 || (level as number) > 255) {
     throw new StowageError("INVALID_VALUE", "level must be an integer from 0 to 255");
   }
-}
-
-/** Recomputes the size bookkeeping after the manager changed attributes behind the session's back. */
-export function forgetSizes(s: SessionState): void {
-  s.sizes = undefined;
-  s.totalBytes = 0;
 }

@@ -102,6 +102,16 @@ export interface CheckedToken extends ParsedToken {
   hashed: Uint8Array | undefined;
 }
 
+/**
+ * Hands a remembered token the store's own string for its id. The text is equal (the store found the
+ * record by it); being the same string object, the next Map lookup of a keep-alive client's token
+ * matches the stored key by pointer instead of comparing characters (docs/internals.md, "MemoryStore get,
+ * through the manager"). Nothing depends on it for correctness: a different object only costs the compare.
+ */
+export function shareStoredId(checked: CheckedToken, storedId: string): void {
+  checked.id = storedId;
+}
+
 /** Constant-time check of a token's secret against a stored verifier; hashes the secret on first use. */
 export function matchesVerifier(checked: CheckedToken, verifier: string): boolean {
   checked.hashed ??= asciiBytes(sha256(checked.secret));

@@ -72,7 +72,11 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
     return this.#loadedToken !== undefined;
   }
 
-  /** @internal True when the loaded session still has the token the request carried. */
+  /**
+   * @internal True when the loaded session still has the token the request carried. An identity check
+   * on purpose: the session hands out the very string it was loaded with until it gets a new token, and a
+   * new token is a new string, so no characters are compared. A false "changed" would only resend the cookie.
+   */
   keeps(session: Session<A>): boolean {
     return this.#loadedToken !== undefined && session.token === this.#loadedToken;
   }

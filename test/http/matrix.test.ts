@@ -53,6 +53,26 @@ function httpBehaviour(door: Door, kind: StoreKind): void {
     return started;
   }
 
+  /**
+   * A door whose manager rotates every ROTATE_EVERY, and a session on it holding a=1 that was created a
+   * rotation period ago, so the next commit finds it due. `old` is its cookie.
+   */
+  async function dueForRotation() {
+    const clock = movableClock(-(ROTATE_EVERY + 1));
+    const rotating = createSessions({
+      store: stores.make(kind),
+      rotateEvery: ROTATE_EVERY,
+      rotationGraceMs: GRACE,
+      clock,
+    });
+    const app = await also(rotating);
+    const client = new Client(app.url);
+    await client.post("/set?key=a&value=1");
+    const old = client.cookies.get("sid")!;
+    clock.set(0);
+    return { app, old, clock };
+  }
+
   /** The store methods called while `fn` runs. */
   async function callsDuring(fn: () => Promise<unknown>): Promise<string[]> {
     counted.reset();
@@ -190,19 +210,7 @@ function httpBehaviour(door: Door, kind: StoreKind): void {
   });
 
   it("routine rotation: in-flight requests on the old cookie keep the session; one new cookie; old dies after grace", async () => {
-    // The session is created a rotation period in the past, so the burst below finds it due.
-    const clock = movableClock(-(ROTATE_EVERY + 1));
-    const rotating = createSessions({
-      store: stores.make(kind),
-      rotateEvery: ROTATE_EVERY,
-      rotationGraceMs: GRACE,
-      clock,
-    });
-    const app = await also(rotating);
-    const client = new Client(app.url);
-    await client.post("/set?key=a&value=1");
-    const old = client.cookies.get("sid")!;
-    clock.set(0);
+    const { app, old, clock } = await dueForRotation();
 
     const answers = await Promise.all([
       send(app.url, "POST", "/set?key=b&value=2", { cookie: `sid=${old}` }),
@@ -235,18 +243,7 @@ function httpBehaviour(door: Door, kind: StoreKind): void {
   });
 
   it("a rotation burst: every in-flight request on the old cookie answers 200 and no increment is lost", async () => {
-    const clock = movableClock(-(ROTATE_EVERY + 1));
-    const rotating = createSessions({
-      store: stores.make(kind),
-      rotateEvery: ROTATE_EVERY,
-      rotationGraceMs: GRACE,
-      clock,
-    });
-    const app = await also(rotating);
-    const client = new Client(app.url);
-    await client.post("/set?key=a&value=1");
-    const old = client.cookies.get("sid")!;
-    clock.set(0);
+    const { app, old } = await dueForRotation();
     const answers = await Promise.all([
       ...Array.from({ length: 30 }, () => send(app.url, "POST", "/incr", { cookie: `sid=${old}` })),
       ...Array.from({ length: 10 }, (_, i) =>
