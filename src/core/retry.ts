@@ -86,13 +86,14 @@ export async function acquireLease(
   s: SessionState,
   options: AcquireOptions,
 ): Promise<SessionLease> {
+  const check = new OptionChecker("acquire", options, ["leaseMs", "waitMs"]);
+  const leaseMs = check.ms("leaseMs", 10_000);
+  const waitMs = check.ms("waitMs", 5_000, { zero: true });
   if (s.storedId === undefined) {
     s.dirty = true;
     await host.commit(s);
   }
-  const check = new OptionChecker("acquire", options, ["leaseMs", "waitMs"]);
-  const leaseMs = check.ms("leaseMs", 10_000);
-  const deadline = Date.now() + check.ms("waitMs", 5_000, { zero: true });
+  const deadline = Date.now() + waitMs;
   for (let attempt = 1; ; attempt++) {
     const lock = await host.store.lock(s.storedId!, leaseMs);
     if (lock) {
