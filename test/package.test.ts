@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
@@ -52,3 +52,39 @@ function declarations(dir: string): string[] {
     return entry.name.endsWith(".d.ts") ? [path] : [];
   });
 }
+
+it("npm pack on a fresh clone (no dist/) ships the build of every subpath, the docs and the README", () => {
+  // A copy of the sources without dist/, as a fresh clone has them: prepack must build before packing.
+  const clone = mkdtempSync(join(tmpdir(), "stowage-pack-"));
+  try {
+    for (const entry of [
+      "src",
+      "docs",
+      "README.md",
+      "package.json",
+      "tsconfig.json",
+      "tsconfig.build.json",
+    ]) {
+      cpSync(entry, join(clone, entry), { recursive: true });
+    }
+    symlinkSync(join(process.cwd(), "node_modules"), join(clone, "node_modules"));
+    const listing = execFileSync("npm", ["pack", "--dry-run", "--json"], {
+      cwd: clone,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    const files = new Set(
+      (JSON.parse(listing) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path),
+    );
+    for (const [, target] of Object.entries(pkg.exports)) {
+      if (typeof target !== "object") continue;
+      expect(files.has(target.import.replace(/^\.\//, "")), target.import).toBe(true);
+      expect(files.has(target.types.replace(/^\.\//, "")), target.types).toBe(true);
+    }
+    expect(files.has(pkg.bin.stowage!.replace(/^\.\//, ""))).toBe(true);
+    expect(files.has("README.md")).toBe(true);
+    expect(files.has("docs/internals.md")).toBe(true);
+  } finally {
+    rmSync(clone, { recursive: true, force: true });
+  }
+}, 120_000);
