@@ -48,11 +48,19 @@ export function parse(argv: string[], options: Options, positionals: { max: numb
       options: { ...COMMON, ...options },
       allowPositionals: true,
       strict: true,
+      tokens: true,
     });
   } catch (error) {
     // node:util messages are clear ("Unknown option '--x'"); drop their long "To specify a positional..." tail.
     const message = error instanceof Error ? error.message.split(". To specify")[0]! : String(error);
     throw new UsageError(message);
+  }
+  // parseArgs keeps the last of a repeated option: `--user a --user b` would silently mean b alone.
+  const seen = new Set<string>();
+  for (const token of result.tokens ?? []) {
+    if (token.kind !== "option") continue;
+    if (seen.has(token.name)) throw new UsageError(`--${token.name} given more than once`);
+    seen.add(token.name);
   }
   const values = result.values as Record<string, string | boolean | undefined>;
   if (result.positionals.length > positionals.max) {

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 import { isStowageError } from "../core/errors.js";
 import { Failure, type Io, UsageError } from "./args.js";
 import * as bench from "./commands/bench.js";
@@ -15,6 +16,11 @@ interface Command {
   run(argv: string[], io: Io): Promise<number>;
 }
 
+// Read at run time from the package's own manifest, two folders up from dist/cli/main.js (or src/cli).
+const VERSION = (
+  JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
+).version;
+
 const COMMANDS: Record<string, Command> = { serve, list, show, revoke, sweep, stats, bench };
 
 const USAGE = `Usage: stowage <command> [options]
@@ -24,11 +30,16 @@ ${Object.entries(COMMANDS)
   .map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
   .join("\n")}
 
-Every command takes --store URL (default sqlite:./data/sessions.db) and --help.`;
+Every command takes --store URL (default sqlite:./data/sessions.db) and --help.
+stowage --version prints the version.`;
 
 /** Runs the CLI with `argv` (without node and the script) and resolves the exit code. */
 async function main(argv: string[], io: Io): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === "--version" || name === "-v") {
+    io.out(VERSION);
+    return 0;
+  }
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     (name === undefined ? io.err : io.out)(USAGE);
     return name === undefined ? 2 : 0;

@@ -15,6 +15,7 @@ export function progress(io: Io, label: string, total?: number): Progress {
   let last = started;
   let position = 0;
   const draw = () => {
+    last = Date.now();
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     const count =
       total === undefined
@@ -24,16 +25,17 @@ export function progress(io: Io, label: string, total?: number): Progress {
     if (io.tty) io.status(text);
     else io.err(text);
   };
-  // A timer keeps a terminal line alive while one long store call (a sweep) gives no positions.
-  const timer = setInterval(draw, every);
+  // A timer keeps the line alive while one long store call (a sweep) gives no positions; it draws only
+  // when nothing was drawn for a whole period, so a position update and a tick never print the same step.
+  const timer = setInterval(() => {
+    if (Date.now() - last >= every) draw();
+  }, every);
   timer.unref();
   draw();
   return {
     update(done) {
       if (done !== undefined) position = done;
-      const now = Date.now();
-      if (now - last < every) return;
-      last = now;
+      if (Date.now() - last < every) return;
       draw();
     },
     stop() {

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -219,5 +219,31 @@ describe("a malformed store URL on the command line", () => {
       expect(run.stderr).toMatch(/CONFIG|URL|url/);
       expect(run.stderr + run.stdout).not.toContain("hunter2");
     }
+  });
+});
+
+describe("command-line conventions", () => {
+  it("--version prints the package version", async () => {
+    const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string })
+      .version;
+    for (const flag of ["--version", "-v"]) {
+      const run = await cli(flag);
+      expect(run.code).toBe(0);
+      expect(run.stdout.trim()).toBe(version);
+    }
+  });
+
+  it("a single-value option given twice is a usage error, not the last one silently", async () => {
+    const run = await cli("list", "--user", "a", "--user", "b", "--store", "memory:");
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("--user given more than once");
+  });
+
+  it("progress on a pipe is one line per step, never the same step twice", async () => {
+    const run = await cli("bench", "--count", "30000", "--store", "memory:");
+    expect(run.code).toBe(0);
+    const lines = run.stderr.split("\n").filter((line) => line.startsWith("bench: "));
+    expect(lines.length).toBeGreaterThan(0);
+    expect(new Set(lines.map((line) => line.replace(/ [\d.]+s$/, ""))).size).toBe(lines.length);
   });
 });
