@@ -4,29 +4,32 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 
+interface Target {
+  types: string;
+  default: string;
+}
 const pkg = JSON.parse(readFileSync("package.json", "utf8")) as {
-  exports: Record<string, string | { types: string; import: string }>;
+  exports: Record<string, string | { import: Target; require: Target }>;
   bin: Record<string, string>;
 };
+/** Every file an export condition names: ESM and CommonJS, JavaScript and types. */
+const exportedFiles = Object.entries(pkg.exports).flatMap(([name, target]) =>
+  typeof target === "object"
+    ? [target.import.default, target.import.types, target.require.default, target.require.types].map(
+        (file) => [name, file] as const,
+      )
+    : [],
+);
 const out = mkdtempSync(join(tmpdir(), "stowage-build-"));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 it("the build emits JavaScript and types for every subpath export and the CLI", () => {
-  execFileSync(process.execPath, [
-    "node_modules/typescript/bin/tsc",
-    "-p",
-    "tsconfig.build.json",
-    "--outDir",
-    out,
-  ]);
+  const tsc = "node_modules/typescript/bin/tsc";
+  execFileSync(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out]);
+  execFileSync(process.execPath, [tsc, "-p", "tsconfig.cjs.json", "--outDir", join(out, "cjs")]);
   const inOut = (path: string) => join(out, path.replace(/^\.\/dist\//, ""));
-  const entries = Object.entries(pkg.exports).filter(([, v]) => typeof v === "object");
-  expect(entries.length).toBeGreaterThanOrEqual(8);
-  for (const [name, target] of entries) {
-    const { types, import: js } = target as { types: string; import: string };
-    expect(existsSync(inOut(js)), `${name} → ${js}`).toBe(true);
-    expect(existsSync(inOut(types)), `${name} → ${types}`).toBe(true);
-  }
+  expect(exportedFiles.length).toBeGreaterThanOrEqual(4 * 9);
+  for (const [name, file] of exportedFiles) expect(existsSync(inOut(file)), `${name} → ${file}`).toBe(true);
   const cli = inOut(pkg.bin.stowage!);
   expect(readFileSync(cli, "utf8").startsWith("#!/usr/bin/env node")).toBe(true);
 
@@ -42,6 +45,7 @@ it("the build emits JavaScript and types for every subpath export and the CLI", 
   expect(session).not.toContain("[state]");
   // One name per thing: the manager's commit options and the store contract's are different types.
   const root = readFileSync(join(out, "index.d.ts"), "utf8");
+  expect(readFileSync(join(out, "cjs/index.d.ts"), "utf8")).toContain("SessionCommitOptions");
   expect(root).toContain("SessionCommitOptions");
 }, 120_000);
 
@@ -64,23 +68,27 @@ it("npm pack on a fresh clone (no dist/) ships the build of every subpath, the d
       "package.json",
       "tsconfig.json",
       "tsconfig.build.json",
+      "tsconfig.cjs.json",
     ]) {
       cpSync(entry, join(clone, entry), { recursive: true });
     }
     symlinkSync(join(process.cwd(), "node_modules"), join(clone, "node_modules"));
-    const listing = execFileSync("npm", ["pack", "--dry-run", "--json"], {
-      cwd: clone,
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "ignore"],
-    });
+    let listing: string;
+    try {
+      listing = execFileSync("npm", ["pack", "--dry-run", "--json"], {
+        cwd: clone,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      });
+    } catch (error) {
+      // tsc reports on stdout.
+      throw new Error(`npm pack failed: ${(error as { stdout?: string }).stdout ?? ""}`);
+    }
     const files = new Set(
       (JSON.parse(listing) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path),
     );
-    for (const [, target] of Object.entries(pkg.exports)) {
-      if (typeof target !== "object") continue;
-      expect(files.has(target.import.replace(/^\.\//, "")), target.import).toBe(true);
-      expect(files.has(target.types.replace(/^\.\//, "")), target.types).toBe(true);
-    }
+    for (const [, file] of exportedFiles) expect(files.has(file.replace(/^\.\//, "")), file).toBe(true);
+    expect(files.has("dist/cjs/package.json")).toBe(true);
     expect(files.has(pkg.bin.stowage!.replace(/^\.\//, ""))).toBe(true);
     expect(files.has("README.md")).toBe(true);
     expect(files.has("docs/internals.md")).toBe(true);
