@@ -20,6 +20,12 @@ export interface HttpSessionOptions {
   sameSite?: "lax" | "strict" | "none";
   /** The cookie's Path attribute. @default "/" */
   path?: string;
+  /**
+   * The cookie's Domain attribute, to share the session with subdomains (`example.com` also reaches
+   * `app.example.com`). A secure cookie with a Domain takes the `__Secure-` prefix, since `__Host-` forbids
+   * one. @default none: the cookie goes back to the exact host that set it
+   */
+  domain?: string;
   /** Give the cookie Max-Age/Expires (the session's absolute expiry); false makes it a browser-session cookie. @default true */
   persistent?: boolean;
 }
@@ -42,8 +48,12 @@ const HTTP_OPTIONS = [
   "trustProxy",
   "sameSite",
   "path",
+  "domain",
   "persistent",
 ] as const;
+// A host name of letters, digits and hyphens in dot-separated labels (a leading dot is old syntax, dropped).
+const DOMAIN_RE =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const NONE: CarriedToken = Object.freeze({ token: undefined, via: undefined });
 // RFC 6265 cookie-name (an RFC 7230 token) and path-value.
 const COOKIE_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -63,6 +73,7 @@ export class Carriage {
   readonly #secureName: string;
   readonly #sameSite: "lax" | "strict" | "none";
   readonly #path: string;
+  readonly #domain: string | undefined;
   readonly #persistent: boolean;
 
   /** `extra`: option names the entry point itself takes beside these (e.g. `onError`). */
@@ -74,6 +85,11 @@ export class Carriage {
     }
     const path = check.text("path", "/");
     if (!PATH_RE.test(path)) throw check.error("path must start with / and hold no ; or controls");
+    const given = check.raw("domain");
+    const domain = typeof given === "string" ? given.replace(/^\./, "").toLowerCase() : given;
+    if (domain !== undefined && (typeof domain !== "string" || !DOMAIN_RE.test(domain))) {
+      throw check.error("domain must be a host name such as example.com");
+    }
     const header = check.raw("header") ?? "authorization";
     if (header !== false && (typeof header !== "string" || !HEADER_NAME_RE.test(header))) {
       throw check.error("header must be a header name or false");
@@ -87,10 +103,11 @@ export class Carriage {
     this.#secure = secure;
     this.#trustProxy = check.flag("trustProxy", false);
     this.#plainName = name;
-    // __Host- demands Path=/ and no Domain; with another path the weaker __Secure- prefix still applies.
-    this.#secureName = `${path === "/" ? "__Host-" : "__Secure-"}${name}`;
+    // __Host- demands Path=/ and no Domain; otherwise the weaker __Secure- prefix still applies.
+    this.#secureName = `${path === "/" && domain === undefined ? "__Host-" : "__Secure-"}${name}`;
     this.#sameSite = sameSite;
     this.#path = path;
+    this.#domain = domain;
     this.#persistent = check.flag("persistent", true);
   }
 
@@ -150,7 +167,10 @@ export class Carriage {
   }
 
   #attributes(secure: boolean) {
-    return { httpOnly: true, sameSite: this.#sameSite, path: this.#path, secure } as const;
+    const domain = this.#domain;
+    return domain === undefined
+      ? ({ httpOnly: true, sameSite: this.#sameSite, path: this.#path, secure } as const)
+      : ({ httpOnly: true, sameSite: this.#sameSite, path: this.#path, domain, secure } as const);
   }
 
   #fromHeader(value: unknown): string | undefined {

@@ -199,6 +199,17 @@ describe("Set-Cookie serialization", () => {
     expect(scoped).toContain("; Path=/app");
   });
 
+  it("domain: the cookie carries Domain, and a secure one takes __Secure- (never __Host-)", () => {
+    const shared = carriage({ domain: ".Example.com" });
+    const plain = parseSetCookie(shared.serialize(token, expiresAt, false));
+    expect(plain).toMatchObject({ name: "sid", domain: "example.com", path: "/" });
+    const secure = parseSetCookie(shared.serialize(token, expiresAt, true));
+    expect(secure).toMatchObject({ name: "__Secure-sid", domain: "example.com", secure: true });
+    expect(parseSetCookie(shared.clear(true))).toMatchObject({ name: "__Secure-sid", domain: "example.com" });
+    expect(shared.read(`__Secure-sid=${token}`, undefined, true).token).toBe(token);
+    expect(carriage().serialize(token, expiresAt, false)).not.toContain("Domain");
+  });
+
   it("persistent: false leaves out Max-Age and Expires; sameSite is configurable", () => {
     const raw = carriage({ persistent: false, sameSite: "strict" }).serialize(token, expiresAt, false);
     expect(raw).not.toContain("Max-Age");
@@ -236,6 +247,10 @@ describe("options are checked", () => {
     ["an unknown sameSite", { sameSite: "loose" as "lax" }],
     ["SameSite=None without Secure", { sameSite: "none", secure: false }],
     ["an odd secure value", { secure: "yes" as "auto" }],
+    ["a domain with a path", { domain: "example.com/x" }],
+    ["a domain with a port", { domain: "example.com:80" }],
+    ["a domain with a semicolon", { domain: "a.com; Secure" }],
+    ["an empty domain", { domain: "" }],
   ])("refuses %s with CONFIG_INVALID", (_what, options) => {
     let error: unknown;
     try {
