@@ -41,7 +41,8 @@ const ALLOWED: Record<string, string[]> = {
   stores: ["core"],
   http: ["core"],
   conformance: ["core"],
-  demo: ["root", "core", "http", "stores"],
+  metrics: ["core"],
+  demo: ["root", "core", "http", "stores", "metrics"],
   cli: ["root", "core", "http", "stores", "demo"],
   root: ["core", "stores"],
 };

@@ -27,7 +27,8 @@ const { createRequire } = require("node:module");
 // Resolve from the project root, where node_modules and the package's own exports are.
 const load = createRequire(${JSON.stringify(join(process.cwd(), "package.json"))});
 const subpaths = ["stowage", "stowage/sqlite", "stowage/redis", "stowage/postgres", "stowage/http",
-  "stowage/express", "stowage/fastify", "stowage/hono", "stowage/conformance"];
+  "stowage/express", "stowage/fastify", "stowage/hono", "stowage/conformance", "stowage/prometheus",
+  "stowage/opentelemetry"];
 const names = {};
 for (const name of subpaths) {
   const path = load.resolve(name);
@@ -61,4 +62,6 @@ for (const name of subpaths) {
   expect(names["stowage/fastify"]).toContain("sessionPlugin");
   expect(names["stowage/hono"]).toContain("sessionMiddleware");
   expect(names["stowage/conformance"]).toContain("runStoreConformance");
+  expect(names["stowage/prometheus"]).toEqual(["collectMetrics"]);
+  expect(names["stowage/opentelemetry"]).toEqual(["instrumentSessions"]);
 });

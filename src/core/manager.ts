@@ -126,7 +126,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   readonly #host: SessionHost;
   readonly #engine: CommitEngine;
   /** The store's `peek`, bound, when it has one: loads then copy only the values a request reads. */
-  readonly #peek: ((id: string) => Promise<PeekedRecord | undefined>) | undefined;
+  readonly #peeks: boolean;
   /** The store's synchronous lane, when it lives in this process and has one. */
   readonly #lane: SyncLane | undefined;
   readonly #origin = randomBytes(8).toString("base64url");
@@ -149,7 +149,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     const check = new OptionChecker("createSessions", options, SESSIONS_OPTIONS);
     if (!isStore(store)) throw check.error("store must be a session store (see docs/store-contract.md)");
     this.store = store;
-    this.#peek = store.peek?.bind(store);
+    this.#peeks = typeof store.peek === "function";
     this.#lane = syncLane(store);
     this.ttl = check.ms("ttl", 14 * DAY);
     this.idleTimeout = check.ms("idleTimeout", 30 * 60_000);
@@ -257,8 +257,10 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   async load(token: unknown, connection?: object): Promise<Session<A> | null> {
     const checked = this.#check(token, connection);
     if (!checked) return null;
-    const record = await (this.#peek ? this.#peek(checked.id) : this.store.get(checked.id));
-    return this.#loaded(checked, record, this.#peek !== undefined);
+    // Called through the store object each time (not bound once), so a wrapper installed later
+    // (stowage/prometheus, stowage/opentelemetry) sees every call.
+    const record = await (this.#peeks ? this.store.peek!(checked.id) : this.store.get(checked.id));
+    return this.#loaded(checked, record, this.#peeks);
   }
 
   /**
@@ -434,12 +436,13 @@ function isUserId(userId: unknown): userId is string {
   return typeof userId === "string" && userId.length > 0 && isStorableText(userId);
 }
 
-/** The store's synchronous lane, bound, if it offers all of it. */
+/** The store's synchronous lane, if it offers all of it. */
 function syncLane(store: SessionStore): SyncLane | undefined {
   if (!store.peekNow || !store.commitNow || !store.touchNow) return undefined;
+  // Through the store object on every call, as `load` does, so a wrapper installed later sees them.
   return {
-    peekNow: store.peekNow.bind(store),
-    commitNow: store.commitNow.bind(store),
-    touchNow: store.touchNow.bind(store),
+    peekNow: (id, now) => store.peekNow!(id, now),
+    commitNow: (id, delta, options, now) => store.commitNow!(id, delta, options, now),
+    touchNow: (id, idleExpiresAt, now) => store.touchNow!(id, idleExpiresAt, now),
   };
 }

@@ -4,6 +4,7 @@ import type { Sessions } from "../core/manager.js";
 import type { SessionStore } from "../core/store.js";
 import { withSessions } from "../http/index.js";
 import { createSessions } from "../index.js";
+import type { Reply } from "./respond.js";
 import { type DemoAttributes, demoRoutes } from "./routes.js";
 
 export type { DemoAttributes } from "./routes.js";
@@ -33,6 +34,27 @@ export interface Demo {
 }
 
 /**
+ * GET /metrics in Prometheus's text format, when prom-client (an optional peer) is installed; without it
+ * the demo has no /metrics page.
+ */
+async function metricsRoute(sessions: Sessions<DemoAttributes>): Promise<(() => Promise<Reply>) | undefined> {
+  let loaded: [typeof import("prom-client"), typeof import("../metrics/prometheus.js")];
+  try {
+    loaded = await Promise.all([import("prom-client"), import("../metrics/prometheus.js")]);
+  } catch {
+    return undefined;
+  }
+  const [{ Registry }, { collectMetrics }] = loaded;
+  const registry = new Registry();
+  collectMetrics(sessions, { registry });
+  return async () => ({
+    status: 200,
+    body: await registry.metrics(),
+    headers: { "Content-Type": registry.contentType, "Cache-Control": "no-store" },
+  });
+}
+
+/**
  * Starts the demo web app: sign in by name, the current session, a counter kept in the session, and the
  * list of your devices with revoke.
  *
@@ -41,7 +63,9 @@ export interface Demo {
  */
 export async function startDemo(options: DemoOptions): Promise<Demo> {
   const sessions = createSessions<DemoAttributes>({ store: options.store });
-  const server = createServer(withSessions(sessions, demoRoutes(sessions)));
+  const server = createServer(
+    withSessions(sessions, demoRoutes(sessions, { metrics: await metricsRoute(sessions) })),
+  );
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);

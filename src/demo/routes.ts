@@ -35,8 +35,11 @@ const MAX_NAME = 64;
 /** The demo's request handler, for the HTTP layer's `withSessions`. */
 export function demoRoutes(
   sessions: Sessions<DemoAttributes>,
+  options: { metrics?: () => Promise<Reply> } = {},
 ): (req: Req, res: ServerResponse, lazy: DemoSession) => Promise<void> {
+  const metrics = options.metrics;
   const routes: Record<string, Partial<Record<"GET" | "POST", Route>>> = {
+    ...(metrics ? { "/metrics": { GET: metrics } } : {}),
     "/": { GET: home },
     "/devices": { GET: devices(sessions) },
     "/style.css": { GET: async () => asset("text/css; charset=utf-8", STYLE) },

@@ -51,6 +51,20 @@ describe("demo app", () => {
     expect(session?.get("device")).toBe("Chrome on Linux");
   });
 
+  it("GET /metrics answers Prometheus text without touching a session", async () => {
+    const browser = new DemoClient(demo.url);
+    await browser.signIn("metrics-user");
+    const res = await fetch(`${demo.url}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/plain");
+    expect(res.headers.getSetCookie()).toEqual([]);
+    const text = await res.text();
+    expect(Number(/^stowage_sessions_created_total (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(text).toMatch(
+      /stowage_store_call_duration_seconds_count\{operation="insert",store="sqlite"\} \d+/,
+    );
+  });
+
   it("keeps a counter in the session", async () => {
     const browser = new DemoClient(demo.url);
     await browser.signIn("counter-user");
