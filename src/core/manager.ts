@@ -436,13 +436,10 @@ function isUserId(userId: unknown): userId is string {
   return typeof userId === "string" && userId.length > 0 && isStorableText(userId);
 }
 
-/** The store's synchronous lane, if it offers all of it. */
+/**
+ * The store's synchronous lane, if it offers all of it: the store itself, whose methods are looked up on
+ * every call rather than bound once, so a wrapper installed later (stowage/prometheus) sees each call.
+ */
 function syncLane(store: SessionStore): SyncLane | undefined {
-  if (!store.peekNow || !store.commitNow || !store.touchNow) return undefined;
-  // Through the store object on every call, as `load` does, so a wrapper installed later sees them.
-  return {
-    peekNow: (id, now) => store.peekNow!(id, now),
-    commitNow: (id, delta, options, now) => store.commitNow!(id, delta, options, now),
-    touchNow: (id, idleExpiresAt, now) => store.touchNow!(id, idleExpiresAt, now),
-  };
+  return store.peekNow && store.commitNow && store.touchNow ? (store as SyncLane) : undefined;
 }
