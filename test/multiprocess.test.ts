@@ -6,6 +6,7 @@ import { newId } from "../src/core/tokens.js";
 import { createSessions, openStore } from "../src/index.js";
 import { runTs } from "./helpers/processes.js";
 import { startRedisCluster } from "./helpers/redis-cluster.js";
+import { REDIS_URL } from "./helpers/services.js";
 import { dropStoreTables, POSTGRES_URL, uniqueTable } from "./stores/postgres-support.js";
 
 const WORKER = "test/workers/update-worker.ts";
@@ -69,7 +70,7 @@ async function withTable(label: string, fn: (table: string) => Promise<void>): P
 }
 
 describe("end() in one process is seen by an ended listener in another", () => {
-  it("Redis", () => endSeenAcross("redis://127.0.0.1:6379", `stowage-ev-${newId()}:`), 60_000);
+  it("Redis", () => endSeenAcross(REDIS_URL, `stowage-ev-${newId()}:`), 60_000);
   it("PostgreSQL", () => withTable("ev", (table) => endSeenAcross(POSTGRES_URL, table)), 60_000);
   it("SQLite (events table polled)", () => endSeenAcross(`sqlite:${join(dir, "ev.db")}`), 60_000);
 });
@@ -80,7 +81,7 @@ describe("4 processes × 100 parallel update() of one key", () => {
   }, 120_000);
 
   it("Redis", async () => {
-    await fourByHundred("redis://127.0.0.1:6379", `stowage-mp-${newId()}:`);
+    await fourByHundred(REDIS_URL, `stowage-mp-${newId()}:`);
   }, 120_000);
 
   it("Redis Cluster (3 test-owned masters)", async () => {

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -7,12 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Demo, startDemo } from "../../src/demo/index.js";
 import { SqliteStore } from "../../src/stores/sqlite/index.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-const RESULTS = fileURLToPath(new URL("../../test-results", import.meta.url));
-// Skipped only on a developer machine without Chromium; in CI a missing browser must fail the run.
-const skip = !existsSync(CHROMIUM) && !process.env.CI;
+import { CHROMIUM } from "../setup/services.js";
 
-describe.skipIf(skip)("demo app in Chromium", () => {
+const RESULTS = fileURLToPath(new URL("../../test-results", import.meta.url));
+// Never skipped: test/setup/services.ts finds or installs Chromium, or fails the run saying why.
+describe("demo app in Chromium", () => {
   const dir = mkdtempSync(join(tmpdir(), "stowage-browser-"));
   let demo: Demo;
   let browser: Browser;

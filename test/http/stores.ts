@@ -10,13 +10,12 @@ import { PostgresStore } from "../../src/stores/postgres/index.js";
 import { RedisStore } from "../../src/stores/redis/index.js";
 import { SqliteStore } from "../../src/stores/sqlite/index.js";
 import { freePort } from "../helpers/redis-server.js";
+import { REDIS_URL } from "../helpers/services.js";
 import { dropStoreTables, POSTGRES_URL, uniqueTable } from "../stores/postgres-support.js";
 
 /** The stores the HTTP matrix runs on. */
 export const STORE_KINDS = ["memory", "sqlite", "redis", "postgres"] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
-
-const REDIS_URL = "redis://127.0.0.1:6379";
 
 /**
  * Makes fresh real stores of each kind for one test file and cleans up after it: a temp directory for

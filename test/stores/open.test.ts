@@ -7,6 +7,7 @@ import { expectCode, makeRecord } from "../../src/conformance/helpers.js";
 import { newId } from "../../src/core/tokens.js";
 import { openStore } from "../../src/stores/open.js";
 import { startRedisCluster } from "../helpers/redis-cluster.js";
+import { REDIS_URL } from "../helpers/services.js";
 import { dropStoreTables, POSTGRES_URL, uniqueTable } from "./postgres-support.js";
 
 const dir = mkdtempSync(join(tmpdir(), "stowage-open-"));
@@ -75,7 +76,7 @@ describe("malformed store URLs", () => {
 describe("openStore", () => {
   it("opens memory:", () => roundTrip("memory:", "memory"));
   it("opens sqlite:PATH", () => roundTrip(`sqlite:${join(dir, "a.db")}`, "sqlite"));
-  it("opens redis://", () => roundTrip("redis://127.0.0.1:6379", "redis", { prefix: `open-${newId()}:` }));
+  it("opens redis://", () => roundTrip(REDIS_URL, "redis", { prefix: `open-${newId()}:` }));
   it("opens postgres:// and postgresql://", async () => {
     const table = uniqueTable("open");
     try {

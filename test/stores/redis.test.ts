@@ -15,8 +15,8 @@ import { RedisStore } from "../../src/stores/redis/index.js";
 import { RENAME_BEGIN, RENAME_FINISH, runScript } from "../../src/stores/redis/scripts.js";
 import { runTs } from "../helpers/processes.js";
 import { vitest } from "../helpers/runner.js";
+import { REDIS_URL } from "../helpers/services.js";
 
-const REDIS_URL = "redis://127.0.0.1:6379";
 const prefix = `stowage-test:${randomBytes(6).toString("hex")}:`;
 const raw = new Redis(REDIS_URL);
 const stores: RedisStore[] = [];
