@@ -15,7 +15,11 @@ export interface DemoOptions {
   store: SessionStore;
   /** TCP port; 0 picks a free one. @default 3000 */
   port?: number;
-  /** Address to listen on. @default "127.0.0.1" */
+  /**
+   * Address to listen on. The default, "localhost", listens on both 127.0.0.1 and ::1 (where the machine
+   * has IPv6), so `http://localhost:PORT` works whichever of the two a browser tries first.
+   * @default "localhost"
+   */
   host?: string;
 }
 
@@ -63,34 +67,50 @@ async function metricsRoute(sessions: Sessions<DemoAttributes>): Promise<(() => 
  */
 export async function startDemo(options: DemoOptions): Promise<Demo> {
   const sessions = createSessions<DemoAttributes>({ store: options.store });
-  const server = createServer(
-    withSessions(sessions, demoRoutes(sessions, { metrics: await metricsRoute(sessions) })),
-  );
+  const handler = withSessions(sessions, demoRoutes(sessions, { metrics: await metricsRoute(sessions) }));
+  const server = createServer(handler);
+  const host = options.host ?? "localhost";
+  const extra: Server[] = [];
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(options.port ?? 3000, options.host ?? "127.0.0.1", () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
+    await listen(server, options.port ?? 3000, host === "localhost" ? "127.0.0.1" : host);
+    if (host === "localhost") {
+      // The same port on IPv6 loopback too, where the machine has one.
+      const v6 = createServer(handler);
+      await listen(v6, (server.address() as AddressInfo).port, "::1").then(
+        () => extra.push(v6),
+        () => undefined,
+      );
+    }
   } catch (error) {
     await sessions.close();
     throw error;
   }
   const port = (server.address() as AddressInfo).port;
+  const shown = host.includes(":") ? `[${host}]` : host;
   let closing: Promise<void> | undefined;
+  const stop = (s: Server) =>
+    new Promise<void>((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    });
   return {
-    url: `http://localhost:${port}`,
+    url: `http://${shown}:${port}`,
     port,
     server,
     sessions,
     close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }).then(() => sessions.close());
+      closing ??= Promise.all([server, ...extra].map(stop)).then(() => sessions.close());
       return closing;
     },
   };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
 }

@@ -5,6 +5,7 @@ import type { Session } from "../core/session.js";
 import { deviceLabel } from "./device.js";
 import { FormError, readForm } from "./form.js";
 import { asset, page, type Reply, redirect, send } from "./respond.js";
+import { checkName, signInAllowed, signInToken } from "./sign-in.js";
 import { STYLE } from "./style.js";
 import { devicesPage, errorPage, type Flash, sessionPage, signInPage } from "./views.js";
 
@@ -30,7 +31,6 @@ type Action = (session: Session<DemoAttributes>, form: URLSearchParams, req: Req
 /** First characters of a session id shown on pages and used to name a device in the revoke form. */
 export const ID_PREFIX_LENGTH = 8;
 const PREFIX_RE = /^[A-Za-z0-9_-]{8}$/;
-const MAX_NAME = 64;
 
 /** The demo's request handler, for the HTTP layer's `withSessions`. */
 export function demoRoutes(
@@ -43,7 +43,7 @@ export function demoRoutes(
     "/": { GET: home },
     "/devices": { GET: devices(sessions) },
     "/style.css": { GET: async () => asset("text/css; charset=utf-8", STYLE) },
-    "/login": { POST: post(login, false) },
+    "/login": { POST: login },
     "/counter": { POST: post(increment, true) },
     "/devices/revoke": { POST: post(revoke(sessions), true) },
     "/logout": { POST: post(logout, true) },
@@ -83,10 +83,10 @@ export function demoRoutes(
   };
 }
 
-async function home(_req: Req, lazy: DemoSession): Promise<Reply> {
+async function home(req: Req, lazy: DemoSession): Promise<Reply> {
   const session = await lazy;
   const flash = takeFlash(session);
-  if (session.userId === undefined) return page(200, signInPage(session.csrfToken, flash));
+  if (session.userId === undefined) return signIn(req, 200, flash);
   return page(
     200,
     sessionPage({
@@ -120,6 +120,30 @@ function devices(sessions: Sessions<DemoAttributes>): Route {
   };
 }
 
+/** The sign-in page, guarded by the sign-in cookie (see sign-in.ts): showing it stores no session. */
+function signIn(req: Req, status: number, flash?: Flash): Reply {
+  const { token, setCookie } = signInToken(req);
+  return page(status, signInPage(token, flash), setCookie ? { "Set-Cookie": setCookie } : {});
+}
+
+/** POST /login: the sign-in cookie's token, not a session's, guards it. */
+async function login(req: Req, lazy: DemoSession): Promise<Reply> {
+  const form = await readForm(req);
+  if (!signInAllowed(req, form.get("csrf"))) {
+    // A stale tab whose cookie is gone, or a post from elsewhere: explain, with a fresh form.
+    return signIn(req, 403, {
+      kind: "warn",
+      text: "That sign-in form had expired. Please enter your name again.",
+    });
+  }
+  const checked = checkName(form.get("name") ?? "");
+  if ("refused" in checked) return signIn(req, 400, { kind: "warn", text: checked.refused });
+  const session = await lazy;
+  session.login(checked.name);
+  session.set("device", deviceLabel(req.headers["user-agent"]));
+  return redirect("/");
+}
+
 /** A form post: CSRF-checked, and with `needsUser` only for a signed-in session (others go to the start page). */
 function post(action: Action, needsUser: boolean): Route {
   return async (req, lazy) => {
@@ -138,17 +162,6 @@ function post(action: Action, needsUser: boolean): Route {
     if (needsUser && session.userId === undefined) return redirect("/");
     return action(session, form, req);
   };
-}
-
-async function login(session: Session<DemoAttributes>, form: URLSearchParams, req: Req): Promise<Reply> {
-  const name = (form.get("name") ?? "").trim().replace(/\s+/g, " ");
-  if (name === "" || name.length > MAX_NAME || /\p{Cc}/u.test(name)) {
-    session.set("flash", { kind: "warn", text: `Please enter a name of 1 to ${MAX_NAME} characters.` });
-    return redirect("/");
-  }
-  session.login(name);
-  session.set("device", deviceLabel(req.headers["user-agent"]));
-  return redirect("/");
 }
 
 async function increment(session: Session<DemoAttributes>): Promise<Reply> {

@@ -12,7 +12,7 @@ body {
   font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
   display: flex; flex-direction: column; align-items: center; padding: 48px 16px;
 }
-main { width: 100%; max-width: 560px; }
+main { width: 100%; max-width: 560px; overflow-wrap: anywhere; }
 header.top { display: flex; align-items: center; justify-content: space-between; min-height: 36px; margin-bottom: 20px; }
 a { color: var(--accent); }
 a:hover { color: var(--accent-hover); }

@@ -40,8 +40,13 @@ type Tab = "session" | "devices" | undefined;
 
 function when(ms: number): SafeHtml {
   const date = new Date(ms);
-  const text = date.toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" });
-  return html`<time datetime="${date.toISOString()}">${text}</time>`;
+  const text = date.toLocaleString("en-GB", {
+    dateStyle: "medium",
+    timeStyle: "short",
+    timeZone: "UTC",
+  });
+  // The server's clock is the one shown, so the zone is said: no reader has to guess whose time it is.
+  return html`<time datetime="${date.toISOString()}">${text} UTC</time>`;
 }
 
 function csrfField(csrf: string): SafeHtml {
@@ -91,7 +96,7 @@ name to see both devices.</p>
 <form class="stack" method="post" action="/login">
 ${csrfField(csrf)}
 <label for="name">Your name</label>
-<input type="text" id="name" name="name" maxlength="64" required autofocus autocomplete="username">
+<input type="text" id="name" name="name" maxlength="1024" required autofocus autocomplete="username">
 <button type="submit">Sign in</button>
 </form>
 </section>`,

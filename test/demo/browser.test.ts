@@ -90,4 +90,32 @@ describe("demo app in Chromium", () => {
       await phone.close();
     }
   });
+
+  it("a long unbroken name wraps, 64 emoji sign in, and an RTL override is refused with a reason", async () => {
+    const context = await browser.newContext({ viewport: { width: 390, height: 760 } });
+    try {
+      const page = await context.newPage();
+      mkdirSync(RESULTS, { recursive: true });
+      const long = "W".repeat(64);
+      await signIn(page, long);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      expect(overflow).toBeLessThanOrEqual(0);
+      await page.screenshot({ path: join(RESULTS, "long-name.png"), fullPage: true });
+      await page.getByRole("button", { name: "Sign out", exact: true }).click();
+
+      const emoji = "😀".repeat(64);
+      await signIn(page, emoji);
+      await page.screenshot({ path: join(RESULTS, "emoji-name.png"), fullPage: true });
+      await page.getByRole("button", { name: "Sign out", exact: true }).click();
+
+      await page.goto(demo.url);
+      await page.getByLabel("Your name").fill("\u202egnp.exe");
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await expect.poll(() => page.locator(".flash").textContent()).toContain("direction-changing");
+      expect(await page.locator("h1").textContent()).toBe("Sign in");
+      await page.screenshot({ path: join(RESULTS, "rtl-refused.png"), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
 });

@@ -1,6 +1,6 @@
-/** A tiny browser stand-in for the demo tests: keeps the session cookie, reads forms, never follows redirects. */
+/** A tiny browser stand-in for the demo tests: keeps its cookies, reads forms, never follows redirects. */
 export class DemoClient {
-  cookie: string | undefined;
+  readonly cookies = new Map<string, string>();
 
   constructor(
     readonly base: string,
@@ -40,20 +40,29 @@ export class DemoClient {
     if (res.status !== 303) throw new Error(`sign-in answered ${res.status}`);
   }
 
-  /** The token in the cookie, as the server issued it. */
+  /** The session token in the `sid` cookie, as the server issued it. */
   get token(): string | undefined {
-    return this.cookie?.split("=")[1];
+    return this.cookies.get("sid");
+  }
+
+  /** Forgets one cookie, as a browser whose cookie expired. */
+  drop(name: string): void {
+    this.cookies.delete(name);
   }
 
   #headers(): Record<string, string> {
-    return { "user-agent": this.userAgent, ...(this.cookie ? { cookie: this.cookie } : {}) };
+    const cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join("; ");
+    return { "user-agent": this.userAgent, ...(cookie ? { cookie } : {}) };
   }
 
   #keep(res: Response): void {
     for (const line of res.headers.getSetCookie()) {
       const pair = line.split(";")[0]!;
-      const cleared = /max-age=0/i.test(line) || pair.endsWith("=");
-      this.cookie = cleared ? undefined : pair;
+      const at = pair.indexOf("=");
+      const name = pair.slice(0, at);
+      const value = pair.slice(at + 1);
+      if (/max-age=0/i.test(line) || value === "") this.cookies.delete(name);
+      else this.cookies.set(name, value);
     }
   }
 }

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { escapeHtml } from "../../src/demo/html.js";
@@ -29,12 +29,13 @@ describe("demo app", () => {
     const signIn = await browser.get("/");
     expect(signIn.status).toBe(200);
     expect(signIn.body).toContain('action="/login"');
-    const before = browser.token;
-    expect(before).toBeDefined();
+    // Looking is free: the sign-in form is guarded by a cookie of its own, and no session is stored.
+    expect(browser.token).toBeUndefined();
+    expect(browser.cookies.has("demo_signin")).toBe(true);
 
     const name = `<img src=x onerror=alert(1)> ${Math.random()}`;
     await browser.signIn(name);
-    expect(browser.token).not.toBe(before);
+    expect(browser.token).toBeDefined();
     const home = await browser.get("/");
     expect(home.status).toBe(200);
     expect(home.body).toContain(`Hello, ${escapeHtml(name)}`);
@@ -63,6 +64,102 @@ describe("demo app", () => {
     expect(text).toMatch(
       /stowage_store_call_duration_seconds_count\{operation="insert",store="sqlite"\} \d+/,
     );
+  });
+
+  it("100 anonymous page views write nothing to the store", async () => {
+    const store = new SqliteStore({ path: join(dir, "anonymous.db") });
+    const quiet = await startDemo({ store, port: 0 });
+    try {
+      const returning = new DemoClient(quiet.url);
+      for (let i = 0; i < 100; i++) {
+        const visitor = i % 2 === 0 ? returning : new DemoClient(quiet.url);
+        const res = await visitor.get(i % 10 === 9 ? "/devices" : "/");
+        expect([200, 303]).toContain(res.status);
+        expect(visitor.token).toBeUndefined();
+      }
+      const rows = store.db.prepare("SELECT count(*) AS n FROM stowage_sessions").get() as { n: number };
+      expect(rows.n).toBe(0);
+    } finally {
+      await quiet.close();
+    }
+  });
+
+  it("a stale sign-in tab still signs in; a form whose cookie is gone explains and offers a fresh one", async () => {
+    const browser = new DemoClient(demo.url);
+    const firstTab = await browser.csrf("/");
+    await browser.csrf("/"); // a second tab, opened later
+    const late = await browser.post("/login", { csrf: firstTab, name: "stale-tab" });
+    expect(late.status).toBe(303);
+    expect((await demo.sessions.load(browser.token))?.userId).toBe("stale-tab");
+
+    const forgetful = new DemoClient(demo.url);
+    const old = await forgetful.csrf("/");
+    forgetful.drop("demo_signin");
+    const refused = await forgetful.post("/login", { csrf: old, name: "forgetful" });
+    expect(refused.status).toBe(403);
+    expect(refused.body).toContain("That sign-in form had expired");
+    expect(refused.body).toContain('action="/login"');
+    const again = await forgetful.post("/login", { csrf: await forgetful.csrf("/"), name: "forgetful" });
+    expect(again.status).toBe(303);
+  });
+
+  it("a sign-in posted from another site is refused", async () => {
+    const browser = new DemoClient(demo.url);
+    const csrf = await browser.csrf("/");
+    const res = await fetch(`${demo.url}/login`, {
+      method: "POST",
+      redirect: "manual",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        cookie: `demo_signin=${browser.cookies.get("demo_signin")}`,
+        origin: "https://evil.example",
+      },
+      body: new URLSearchParams({ csrf, name: "victim" }).toString(),
+    });
+    expect(res.status).toBe(403);
+    expect(res.headers.getSetCookie().some((c) => c.startsWith("sid="))).toBe(false);
+  });
+
+  it("names: graphemes counted, invisible and direction-changing characters refused", async () => {
+    const tryName = async (name: string) => {
+      const browser = new DemoClient(demo.url);
+      const res = await browser.post("/login", { csrf: await browser.csrf("/"), name });
+      return { status: res.status, body: res.body, signedIn: browser.token !== undefined };
+    };
+    expect((await tryName("😀".repeat(64))).signedIn).toBe(true);
+    expect((await tryName("👨‍👩‍👧 family")).signedIn).toBe(true);
+    const tooLong = await tryName("😀".repeat(65));
+    expect(tooLong).toMatchObject({ status: 400, signedIn: false });
+    expect(tooLong.body).toContain("1 to 64 characters");
+    for (const hidden of ["\u202eevil", "a\u200bb", "\u2066x\u2069", "x\u061cy", "a\u2060b"]) {
+      const refused = await tryName(hidden);
+      expect(refused, JSON.stringify(hidden)).toMatchObject({ status: 400, signedIn: false });
+      expect(refused.body).toContain("direction-changing");
+    }
+    // A BOM counts as white space, so it is collapsed into a plain space like any other.
+    const bom = new DemoClient(demo.url);
+    await bom.post("/login", { csrf: await bom.csrf("/"), name: "b\ufeffom" });
+    expect((await demo.sessions.load(bom.token))?.userId).toBe("b om");
+  });
+
+  it("times carry their zone", async () => {
+    const browser = new DemoClient(demo.url);
+    await browser.signIn("zoned");
+    expect((await browser.get("/")).body).toMatch(/<time datetime="[^"]+Z">[^<]+ UTC<\/time>/);
+  });
+
+  it("the default address answers on 127.0.0.1 and, where there is one, on ::1", async () => {
+    const local = await startDemo({ store: new SqliteStore({ path: ":memory:" }), port: 0 });
+    try {
+      expect(local.url).toBe(`http://localhost:${local.port}`);
+      expect((await fetch(`http://127.0.0.1:${local.port}/`)).status).toBe(200);
+      const v6 = Object.values(networkInterfaces())
+        .flat()
+        .some((i) => i?.address === "::1");
+      if (v6) expect((await fetch(`http://[::1]:${local.port}/`)).status).toBe(200);
+    } finally {
+      await local.close();
+    }
   });
 
   it("keeps a counter in the session", async () => {
@@ -148,7 +245,7 @@ describe("demo app", () => {
     const out = await browser.post("/logout", { csrf: await browser.csrf("/") });
     expect(out.status).toBe(303);
     expect(out.headers.getSetCookie().join()).toMatch(/sid=;|Max-Age=0/i);
-    expect(browser.cookie).toBeUndefined();
+    expect(browser.token).toBeUndefined();
     expect(await demo.sessions.load(token)).toBeNull();
     expect((await browser.get("/")).body).toContain('action="/login"');
 
@@ -176,7 +273,7 @@ describe("demo app", () => {
     const css = await browser.get("/style.css");
     expect(css.status).toBe(200);
     expect(css.headers.get("content-type")).toContain("text/css");
-    expect(browser.cookie).toBeUndefined();
+    expect(browser.cookies.size).toBe(0);
   });
 
   it("answers 503 with its page when the store is unreachable", async () => {
@@ -186,14 +283,18 @@ describe("demo app", () => {
       port: 0,
     });
     try {
+      // A first visit needs no store: the sign-in page still shows, and no session cookie is set.
       const fresh = new DemoClient(down.url);
       const first = await fresh.get("/");
-      expect(first.status).toBe(503);
-      expect(first.body).toContain("Sessions are unavailable");
-      expect(first.headers.get("set-cookie")).toBeNull();
+      expect(first.status).toBe(200);
+      expect(first.body).toContain('action="/login"');
+      expect(fresh.token).toBeUndefined();
+      const signIn = await fresh.post("/login", { csrf: await fresh.csrf("/"), name: "someone" });
+      expect(signIn.status).toBe(503);
+      expect(signIn.body).toContain("Sessions are unavailable");
 
       const returning = new DemoClient(down.url);
-      returning.cookie = `sid=${"A".repeat(22)}.${"A".repeat(43)}`;
+      returning.cookies.set("sid", `${"A".repeat(22)}.${"A".repeat(43)}`);
       const again = await returning.get("/");
       expect(again.status).toBe(503);
       expect(again.body).toContain("Sessions are unavailable");

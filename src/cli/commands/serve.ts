@@ -10,7 +10,7 @@ Runs the demo web app (sign in, the current session, a counter, your devices) un
 interrupted with Ctrl-C.
 
   --port N       TCP port (default: the PORT variable, else 3000)
-  --host ADDR    address to listen on (default 127.0.0.1)
+  --host ADDR    address to listen on (default localhost: 127.0.0.1 and ::1)
 ${STORE_HELP}`;
 
 /** `stowage serve`: resolves once the server has stopped after SIGINT or SIGTERM. */
@@ -22,7 +22,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     3000,
     65535,
   );
-  const host = args.values.host ?? "127.0.0.1";
+  const host = args.values.host ?? "localhost";
   if (typeof host !== "string" || host === "") throw new UsageError("--host needs an address");
   const store = await openStore(args.store);
   // Loaded here so the other commands never load the web stack.
