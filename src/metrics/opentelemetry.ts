@@ -1,4 +1,5 @@
 import { type Meter, metrics, SpanKind, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
+import { OptionChecker } from "../core/options.js";
 import type { SessionStats } from "../core/stats.js";
 import type { SessionStore } from "../core/store.js";
 import { observeStore } from "./observe.js";
@@ -37,6 +38,7 @@ export function instrumentSessions(
   sessions: MeasuredSessions,
   options: OpenTelemetryOptions = {},
 ): OpenTelemetryInstrumentation {
+  new OptionChecker("instrumentSessions", options, ["tracer", "meter"]);
   const tracer = options.tracer ?? trace.getTracer("stowage");
   const meter = options.meter ?? metrics.getMeter("stowage");
   const duration = meter.createHistogram("stowage.store.call.duration", {

@@ -1,4 +1,5 @@
 import { Counter, register as defaultRegistry, Gauge, Histogram, type Registry } from "prom-client";
+import { OptionChecker } from "../core/options.js";
 import type { SessionStats } from "../core/stats.js";
 import type { SessionStore } from "../core/store.js";
 import { observeStore } from "./observe.js";
@@ -56,8 +57,11 @@ export function collectMetrics(
   sessions: MeasuredSessions,
   options: PrometheusOptions = {},
 ): PrometheusMetrics {
+  const check = new OptionChecker("collectMetrics", options, ["registry", "prefix", "buckets"]);
   const registry = options.registry ?? defaultRegistry;
-  const prefix = options.prefix ?? "stowage_";
+  const prefix = check.text("prefix", "stowage_");
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix))
+    throw check.error("prefix must be a Prometheus metric name prefix");
   const registers = [registry];
   const made: string[] = [];
   const name = (n: string) => {
@@ -110,7 +114,6 @@ export function collectMetrics(
         errors.inc({ operation: call.operation, store: call.store, code: call.error });
     },
   });
-  made.push(prefix + "store_call_duration_seconds", prefix + "store_errors_total");
   return {
     stop() {
       unobserve();
