@@ -1,6 +1,5 @@
 import { setOwn } from "./json.js";
-import type { Attributes, SessionRecord } from "./record.js";
-import { applyMeta } from "./record.js";
+import { type Attributes, applyMeta, type SessionRecord } from "./record.js";
 import { type SessionState, sessionState, UNSET } from "./session-state.js";
 import type { PeekedRecord, StoredRecord } from "./store.js";
 

@@ -21,6 +21,7 @@ import type {
 } from "../../core/store.js";
 import { closed, conflict, duplicate, ended, stillChanging } from "../shared/errors.js";
 import { EventFanout } from "../shared/events.js";
+import { parseStoreUrl } from "../shared/url.js";
 import { connectWithin, toStowageError, within } from "./guard.js";
 import { PgListener } from "./listener.js";
 import { DEFAULT_TABLE, migrate, namesFor, type PostgresNames } from "./schema.js";
@@ -181,18 +182,10 @@ function isStoreEvent(value: unknown): value is StoreEvent {
  * `:notaport` and fail every call later; its parse errors may quote the URL, password included.
  */
 function checkPostgresUrl(check: OptionChecker, url: unknown): void {
-  let parsed: URL;
-  try {
-    if (typeof url !== "string") throw new TypeError();
-    parsed = new URL(url);
-  } catch {
-    throw check.error(
-      "connectionString is not a valid URL (expected postgres://[user[:password]@]host[:port]/db)",
-    );
-  }
-  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
-    throw check.error("connectionString must start with postgres:// or postgresql://");
-  }
+  parseStoreUrl(check, "connectionString", url, {
+    protocols: ["postgres:", "postgresql:"],
+    expected: "postgres://[user[:password]@]host[:port]/db",
+  });
 }
 
 /**

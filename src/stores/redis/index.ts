@@ -23,6 +23,7 @@ import {
   unavailable as storeUnavailable,
 } from "../shared/errors.js";
 import { EventFanout } from "../shared/events.js";
+import { parseStoreUrl } from "../shared/url.js";
 import {
   type AliasFields,
   decodeAlias,
@@ -82,15 +83,10 @@ function noop(): void {}
  * throws a TypeError that quotes the whole URL, password included; this names only what is wrong.
  */
 function checkRedisUrl(check: Checker, url: unknown): void {
-  let parsed: URL;
-  try {
-    if (typeof url !== "string") throw new TypeError();
-    parsed = new URL(url);
-  } catch {
-    throw check.error("url is not a valid URL (expected redis://[user:password@]host[:port][/db])");
-  }
-  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:")
-    throw check.error("url must start with redis:// or rediss://");
+  const parsed = parseStoreUrl(check, "url", url, {
+    protocols: ["redis:", "rediss:"],
+    expected: "redis://[user:password@]host[:port][/db]",
+  });
   if (parsed.hostname === "") throw check.error("url needs a host");
   const db = parsed.pathname.replace(/^\//, "");
   if (db !== "" && !/^\d{1,5}$/.test(db)) throw check.error("url path must be a database number");
