@@ -53,7 +53,9 @@ export function parse(argv: string[], options: Options, positionals: { max: numb
   } catch (error) {
     // node:util messages are clear ("Unknown option '--x'"); drop their long "To specify a positional..." tail.
     const message = error instanceof Error ? error.message.split(". To specify")[0]! : String(error);
-    throw new UsageError(message);
+    // Session ids are base64url, so one in 64 starts with "-" and reads as an option.
+    const hint = /^Unknown option '-[^-]/.test(message) ? ` (an ID that starts with "-" goes after --)` : "";
+    throw new UsageError(message + hint);
   }
   // parseArgs keeps the last of a repeated option: `--user a --user b` would silently mean b alone.
   const seen = new Set<string>();

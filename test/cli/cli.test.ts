@@ -83,8 +83,8 @@ describe("stowage CLI", () => {
 
   it("shows one session by whole id, or by prefix with --user, without secrets", async () => {
     const [byId, byPrefix] = await Promise.all([
-      cli("show", alice[0]!.id, "--store", STORE),
-      cli("show", alice[0]!.id.slice(0, 8), "--user", "alice", "--store", STORE),
+      cli("show", "--store", STORE, "--", alice[0]!.id),
+      cli("show", "--user", "alice", "--store", STORE, "--", alice[0]!.id.slice(0, 8)),
     ]);
     for (const run of [byId, byPrefix]) {
       expect(run.code).toBe(0);
@@ -99,7 +99,13 @@ describe("stowage CLI", () => {
   });
 
   it("says so when a session is not there (exit 1)", async () => {
-    const run = await cli("show", bob.id.replace(/^./, bob.id[0] === "A" ? "B" : "A"), "--store", STORE);
+    const run = await cli(
+      "show",
+      "--store",
+      STORE,
+      "--",
+      bob.id.replace(/^./, bob.id[0] === "A" ? "B" : "A"),
+    );
     expect(run.code).toBe(1);
     expect(run.stderr).toContain("no live session");
   });
@@ -140,7 +146,7 @@ describe("stowage CLI", () => {
   });
 
   it("revokes one session by prefix, then every session of a user", async () => {
-    const one = await cli("revoke", alice[1]!.id.slice(0, 8), "--user", "alice", "--store", STORE);
+    const one = await cli("revoke", "--user", "alice", "--store", STORE, "--", alice[1]!.id.slice(0, 8));
     expect(one.code).toBe(0);
     expect(one.stdout).toContain(`revoked session ${alice[1]!.id.slice(0, 8)}`);
     expect(await sessions.load(alice[1]!.token)).toBeNull();
@@ -231,6 +237,15 @@ describe("command-line conventions", () => {
       expect(run.code).toBe(0);
       expect(run.stdout.trim()).toBe(version);
     }
+  });
+
+  it("an ID that starts with - works after --, and without it the error says so", async () => {
+    const bare = await cli("revoke", "-abcdefg", "--user", "nobody", "--store", "memory:");
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain("goes after --");
+    const after = await cli("revoke", "--user", "nobody", "--store", "memory:", "--", "-abcdefg");
+    expect(after.code).toBe(1);
+    expect(after.stderr).toContain('starts with "-abcdefg"');
   });
 
   it("a single-value option given twice is a usage error, not the last one silently", async () => {
