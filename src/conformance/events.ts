@@ -26,12 +26,15 @@ export function eventTests({ it, expect }: ConformanceRunner, getStore: StoreGet
         type: "replaced",
         id: makeRecord().id,
         userId: newUserId(),
-        connection: { id: "conn-1", node: "node-ü" },
+        connection: { id: "conn-1", node: "node-ü", generation: 3, received: 12 },
         at: Date.now(),
       };
       await store.publish(event);
       const revoked: StoreEvent = { type: "revoked", id: makeRecord().id, at: Date.now() };
       await store.publish(revoked);
+      const outbox: StoreEvent = { type: "outbox", id: makeRecord().id, at: Date.now(), origin: "n-2" };
+      await store.publish(outbox);
+      expect(await waitFor(() => received.find((e) => e.id === outbox.id), 2000, "outbox")).toEqual(outbox);
       expect(await waitFor(() => received.find((e) => e.id === event.id), 2000, "replaced")).toEqual(event);
       expect(await waitFor(() => received.find((e) => e.id === revoked.id), 2000, "revoked")).toEqual(
         revoked,

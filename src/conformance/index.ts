@@ -5,6 +5,7 @@ import { eventTests } from "./events.js";
 import { expiryTests } from "./expiry.js";
 import type { StoreGetter } from "./helpers.js";
 import { lockTests } from "./locks.js";
+import { outboxTests } from "./outbox.js";
 import { recordTests } from "./records.js";
 import { renameConsumeTests } from "./rename-consume.js";
 import type { ConformanceRunner } from "./runner.js";
@@ -34,6 +35,7 @@ export const conformanceGroups = {
   "user-index": userIndexTests,
   locks: lockTests,
   events: eventTests,
+  outbox: outboxTests,
   values: valueTests,
   concurrency: concurrencyTests,
   sessions: sessionTests,

@@ -21,6 +21,10 @@ export interface ConnectionRef {
   id: string;
   /** Node (process) that holds it. */
   node: string;
+  /** Bumped by every resume: a holder whose generation is lower has been replaced and may not write. */
+  generation: number;
+  /** The last client-to-server sequence number the holder processed. */
+  received: number;
 }
 
 /** Permission levels, 0 to 255; apps may use values in between. */

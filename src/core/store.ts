@@ -1,4 +1,4 @@
-import type { Attributes, MetaPatch, SessionRecord } from "./record.js";
+import type { Attributes, ConnectionRef, MetaPatch, SessionRecord } from "./record.js";
 
 /** A per-key change to one record: attributes to set, attributes to remove, meta fields to change. */
 export interface SessionDelta {
@@ -52,16 +52,45 @@ export interface StoreLock {
   release(): Promise<void>;
 }
 
+/** Bounds of one session's outbox: past either, the oldest messages are dropped. */
+export interface OutboxLimits {
+  /** Most messages kept. */
+  maxMessages: number;
+  /** Most bytes kept (UTF-8 length of the messages' text). */
+  maxBytes: number;
+}
+
+/** One message kept in an outbox. */
+export interface OutboxMessage {
+  /** Sequence number: 1 for a session's first message, +1 for each one after. */
+  seq: number;
+  /** The message's text, exactly as appended. */
+  data: string;
+}
+
+/** What `outboxRead` returns. */
+export interface OutboxPage {
+  /** The kept messages after the sequence number asked for, oldest first, numbers consecutive. */
+  messages: OutboxMessage[];
+  /** The highest sequence number ever appended to this outbox; 0 when none. */
+  last: number;
+  /** The highest sequence number the bounds dropped (not `outboxTrim`); 0 when none. */
+  droppedThrough: number;
+}
+
 /** Cross-process notice. */
 export interface StoreEvent {
-  /** What happened. */
-  type: "ended" | "replaced" | "revoked";
+  /**
+   * What happened: a session `ended` or was `revoked`, a connection was `replaced` by a resume elsewhere,
+   * or a session's `outbox` has new messages for the process that holds its connection.
+   */
+  type: "ended" | "replaced" | "revoked" | "outbox";
   /** Session id concerned. */
   id: string;
   /** User of that session, when known. */
   userId?: string;
   /** Connection that must close (for `replaced`). */
-  connection?: { id: string; node: string };
+  connection?: ConnectionRef;
   /** When it happened (ms since the epoch). */
   at: number;
   /** Opaque id of the process that published it, so a publisher can skip its own events. */
@@ -126,6 +155,17 @@ export interface SessionStore {
   sweep(now: number): Promise<number>;
   /** An exclusive lease on `id` for `leaseMs`, or null when someone else holds it. */
   lock(id: string, leaseMs: number): Promise<StoreLock | null>;
+  /**
+   * Appends messages to a session's outbox, numbered on from the last one, and drops the oldest past
+   * `limits`; resolves the sequence number of the last message appended. SESSION_ENDED when the session
+   * does not exist. The outbox belongs to the record: it goes when the record is deleted, consumed,
+   * renamed or expires.
+   */
+  outboxAppend(id: string, messages: string[], limits: OutboxLimits): Promise<number>;
+  /** The outbox's messages after `after` (at most `limit` of them); an unknown session reads as empty. */
+  outboxRead(id: string, after: number, limit?: number): Promise<OutboxPage>;
+  /** Removes the outbox's messages up to and including `through`. No-op for an unknown session. */
+  outboxTrim(id: string, through: number): Promise<void>;
   /** Sends an event to every subscriber, in this process and (for shared stores) in others. */
   publish(event: StoreEvent): Promise<void>;
   /** Listens for events; resolves to an unsubscribe function. */

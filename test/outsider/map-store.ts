@@ -3,6 +3,8 @@
 // check a store that is not stowage's own.
 import {
   type CommitOptions,
+  type OutboxLimits,
+  type OutboxPage,
   type RenameOptions,
   type SessionDelta,
   type SessionRecord,
@@ -31,6 +33,8 @@ export class MapStore implements SessionStore {
   readonly #locks = new Map<string, { token: symbol; until: number }>();
   readonly #fences = new Map<string, number>();
   readonly #listeners = new Set<StoreEventListener>();
+  /** Outboxes by record id; every path that removes a record removes its outbox. */
+  readonly #outboxes = new Map<string, { last: number; dropped: number; kept: string[] }>();
 
   #live(id: string): SessionRecord | undefined {
     const record = this.#records.get(id);
@@ -46,6 +50,7 @@ export class MapStore implements SessionStore {
     if (this.#live(record.id) || this.#alias(record.id)) {
       throw new StowageError("DUPLICATE_ID", "that id exists");
     }
+    this.#outboxes.delete(record.id);
     this.#records.set(record.id, copy(record));
   }
 
@@ -101,6 +106,7 @@ export class MapStore implements SessionStore {
     const version = old.version + 1;
     this.#records.set(newRecord.id, { ...copy(newRecord), version });
     this.#records.delete(oldId);
+    this.#outboxes.delete(oldId);
     if (options.graceMs > 0) {
       this.#aliases.set(oldId, {
         target: newRecord.id,
@@ -115,12 +121,14 @@ export class MapStore implements SessionStore {
     const record = this.#live(id);
     if (!record || !check(copy(record))) return undefined;
     this.#records.delete(id);
+    this.#outboxes.delete(id);
     return copy(record);
   }
 
   async delete(id: string): Promise<boolean> {
     const existed = this.#live(id) !== undefined;
     this.#records.delete(id);
+    this.#outboxes.delete(id);
     return existed;
   }
 
@@ -138,7 +146,10 @@ export class MapStore implements SessionStore {
 
   async deleteByUser(userId: string, options: { exceptId?: string } = {}): Promise<string[]> {
     const ids = (await this.listByUser(userId)).map((r) => r.id).filter((id) => id !== options.exceptId);
-    for (const id of ids) this.#records.delete(id);
+    for (const id of ids) {
+      this.#records.delete(id);
+      this.#outboxes.delete(id);
+    }
     return ids;
   }
 
@@ -147,11 +158,44 @@ export class MapStore implements SessionStore {
     for (const [id, record] of this.#records) {
       if (expiry(record) <= now) {
         this.#records.delete(id);
+        this.#outboxes.delete(id);
         removed++;
       }
     }
     for (const [id, alias] of this.#aliases) if (alias.until <= now) this.#aliases.delete(id);
     return removed;
+  }
+
+  async outboxAppend(id: string, messages: string[], limits: OutboxLimits): Promise<number> {
+    if (!this.#live(id)) throw new StowageError("SESSION_ENDED", "no such session");
+    const box = this.#outboxes.get(id) ?? { last: 0, dropped: 0, kept: [] };
+    this.#outboxes.set(id, box);
+    box.kept.push(...messages);
+    box.last += messages.length;
+    const bytes = () => box.kept.reduce((sum, m) => sum + Buffer.byteLength(m), 0);
+    while (box.kept.length > 0 && (box.kept.length > limits.maxMessages || bytes() > limits.maxBytes)) {
+      box.kept.shift();
+      box.dropped = box.last - box.kept.length;
+    }
+    return box.last;
+  }
+
+  async outboxRead(id: string, after: number, limit = Number.POSITIVE_INFINITY): Promise<OutboxPage> {
+    const box = this.#live(id) ? this.#outboxes.get(id) : undefined;
+    if (!box) return { messages: [], last: 0, droppedThrough: 0 };
+    const first = box.last - box.kept.length + 1;
+    const messages = box.kept
+      .map((data, i) => ({ seq: first + i, data }))
+      .filter((m) => m.seq > after)
+      .slice(0, limit);
+    return { messages, last: box.last, droppedThrough: box.dropped };
+  }
+
+  async outboxTrim(id: string, through: number): Promise<void> {
+    const box = this.#outboxes.get(id);
+    if (!box) return;
+    const first = box.last - box.kept.length + 1;
+    box.kept.splice(0, Math.max(0, Math.min(box.kept.length, through - first + 1)));
   }
 
   async lock(id: string, leaseMs: number): Promise<StoreLock | null> {

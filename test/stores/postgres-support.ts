@@ -13,7 +13,7 @@ export function uniqueTable(label: string): string {
 /** Drops every object a PostgresStore created for `table`. */
 export async function dropStoreTables(pool: pg.Pool, table: string): Promise<void> {
   await pool.query(
-    `DROP TABLE IF EXISTS "${table}", "${table}_aliases", "${table}_locks", "${table}_migrations";
+    `DROP TABLE IF EXISTS "${table}_outbox", "${table}_outbox_heads", "${table}", "${table}_aliases", "${table}_locks", "${table}_migrations";
      DROP SEQUENCE IF EXISTS "${table}_fence_seq"`,
   );
 }

@@ -35,7 +35,7 @@ function recordWith(source: SessionRecord, attributes: Attributes): SessionRecor
   if (source.language !== undefined) out.language = source.language;
   if (source.channel)
     out.channel = { algorithm: source.channel.algorithm, sealedSecret: source.channel.sealedSecret };
-  if (source.connection) out.connection = { id: source.connection.id, node: source.connection.node };
+  if (source.connection) out.connection = { ...source.connection };
   return out;
 }
 
@@ -44,6 +44,6 @@ export function copyMeta(meta: MetaPatch): MetaPatch {
   const out: MetaPatch = { ...meta };
   if (meta.channel)
     out.channel = { algorithm: meta.channel.algorithm, sealedSecret: meta.channel.sealedSecret };
-  if (meta.connection) out.connection = { id: meta.connection.id, node: meta.connection.node };
+  if (meta.connection) out.connection = { ...meta.connection };
   return out;
 }

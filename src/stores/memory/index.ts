@@ -4,6 +4,8 @@ import { OptionChecker } from "../../core/options.js";
 import { applyMeta, expiryOf, type MetaPatch, type SessionRecord } from "../../core/record.js";
 import type {
   CommitOptions,
+  OutboxLimits,
+  OutboxPage,
   RenameOptions,
   SessionDelta,
   SessionStore,
@@ -17,6 +19,7 @@ import { EventFanout } from "../shared/events.js";
 import { borrowRecord, copyMeta, copyRecord } from "./copy.js";
 import { type Expiring, ExpiryHeap } from "./heap.js";
 import { LruList, type LruNode } from "./lru.js";
+import { Outbox } from "./outbox.js";
 import { ShardedMap } from "./shards.js";
 
 /** Options for `MemoryStore`. */
@@ -37,6 +40,8 @@ class RecordEntry implements Expiring, LruNode {
   newer: LruNode | undefined = undefined;
   older: LruNode | undefined = undefined;
   expiry: number;
+  /** The record's outbox, made on the first append; it goes with the entry. */
+  outbox: Outbox | undefined = undefined;
   constructor(readonly record: SessionRecord) {
     this.expiry = expiryOf(record);
   }
@@ -277,6 +282,25 @@ export class MemoryStore implements SessionStore {
     };
   }
 
+  async outboxAppend(id: string, messages: string[], limits: OutboxLimits): Promise<number> {
+    this.assertOpen();
+    const entry = this.live(id, Date.now());
+    if (!entry) throw ended();
+    entry.outbox ??= new Outbox();
+    return entry.outbox.append(messages, limits);
+  }
+
+  async outboxRead(id: string, after: number, limit?: number): Promise<OutboxPage> {
+    this.assertOpen();
+    const outbox = this.live(id, Date.now())?.outbox;
+    return outbox ? outbox.read(after, limit) : { messages: [], last: 0, droppedThrough: 0 };
+  }
+
+  async outboxTrim(id: string, through: number): Promise<void> {
+    this.assertOpen();
+    this.live(id, Date.now())?.outbox?.trim(through);
+  }
+
   async publish(event: StoreEvent): Promise<void> {
     this.assertOpen();
     const snapshot = copyEvent(event);
@@ -445,7 +469,7 @@ export class MemoryStore implements SessionStore {
 function copyEvent(event: StoreEvent): StoreEvent {
   const out: StoreEvent = { type: event.type, id: event.id, at: event.at };
   if (event.userId !== undefined) out.userId = event.userId;
-  if (event.connection) out.connection = { id: event.connection.id, node: event.connection.node };
+  if (event.connection) out.connection = { ...event.connection };
   if (event.origin !== undefined) out.origin = event.origin;
   return out;
 }

@@ -11,6 +11,8 @@ import type {
 } from "../../core/record.js";
 import type {
   CommitOptions,
+  OutboxLimits,
+  OutboxPage,
   RenameOptions,
   SessionDelta,
   SessionStore,
@@ -95,7 +97,7 @@ const META_COLUMNS: readonly { key: keyof MetaPatch; column: string; type: strin
   { key: "connection", column: "connection", type: "jsonb", json: true },
 ];
 
-const EVENT_TYPES = new Set<string>(["ended", "replaced", "revoked"]);
+const EVENT_TYPES = new Set<string>(["ended", "replaced", "revoked", "outbox"]);
 const CONSUME_ATTEMPTS = 100;
 
 /** Errors the caller's own code threw (a consume check); they pass through untouched. */
@@ -417,6 +419,84 @@ export class PostgresStore implements SessionStore {
       ),
     );
     return result.rowCount === 1;
+  }
+
+  async outboxAppend(id: string, messages: string[], limits: OutboxLimits): Promise<number> {
+    const s = this.#n;
+    const bytes = messages.reduce((sum, data) => sum + Buffer.byteLength(data), 0);
+    return this.#run("outboxAppend", async () => {
+      // One statement numbers and stores the batch: the head row's lock orders parallel appends.
+      const { rows } = await this.#query<{ last: string; count: number; bytes: string }>(
+        `WITH head AS (
+           INSERT INTO ${s.outboxHeads} AS h (session_id, last, dropped, count, bytes)
+           SELECT id, $2::bigint, 0, $2::integer, $4::bigint FROM ${s.sessions} WHERE id = $1 AND expiry > $5::bigint
+           ON CONFLICT (session_id) DO UPDATE
+             SET last = h.last + $2::bigint, count = h.count + $2::integer, bytes = h.bytes + $4::bigint
+           RETURNING last, count, bytes),
+         added AS (
+           INSERT INTO ${s.outbox} (session_id, seq, data, bytes)
+           SELECT $1, head.last - $2::bigint + m.ord, m.data, octet_length(m.data)
+             FROM head, unnest($3::text[]) WITH ORDINALITY AS m(data, ord))
+         SELECT last, count, bytes FROM head`,
+        [id, messages.length, messages, bytes, Date.now()],
+      );
+      const head = rows[0];
+      if (head === undefined) throw ended();
+      if (head.count > limits.maxMessages || Number(head.bytes) > limits.maxBytes) {
+        // The newest are kept while both bounds hold; the rest, oldest first, go.
+        await this.#query(
+          `WITH ranked AS (
+             SELECT seq, row_number() OVER w AS rn, sum(bytes) OVER w AS cum
+               FROM ${s.outbox} WHERE session_id = $1 WINDOW w AS (ORDER BY seq DESC)),
+           gone AS (
+             DELETE FROM ${s.outbox} o USING ranked r
+              WHERE o.session_id = $1 AND o.seq = r.seq AND (r.rn > $2::bigint OR r.cum > $3::bigint)
+             RETURNING o.seq, o.bytes)
+           UPDATE ${s.outboxHeads}
+              SET dropped = GREATEST(dropped, (SELECT max(seq) FROM gone)),
+                  count = count - (SELECT count(*) FROM gone),
+                  bytes = bytes - (SELECT coalesce(sum(bytes), 0) FROM gone)
+            WHERE session_id = $1 AND EXISTS (SELECT 1 FROM gone)`,
+          [id, limits.maxMessages, limits.maxBytes],
+        );
+      }
+      return Number(head.last);
+    });
+  }
+
+  async outboxRead(id: string, after: number, limit = Number.MAX_SAFE_INTEGER): Promise<OutboxPage> {
+    const s = this.#n;
+    const { rows } = await this.#run("outboxRead", () =>
+      this.#query<{ last: string; dropped: string; seq: string | null; data: string | null }>(
+        `SELECT h.last, h.dropped, o.seq, o.data
+           FROM ${s.outboxHeads} h JOIN ${s.sessions} x ON x.id = h.session_id
+           LEFT JOIN LATERAL (
+             SELECT seq, data FROM ${s.outbox} WHERE session_id = h.session_id AND seq > $2::bigint
+              ORDER BY seq LIMIT $3::bigint) o ON true
+          WHERE h.session_id = $1 AND x.expiry > $4::bigint
+          ORDER BY o.seq`,
+        [id, Math.floor(after), Math.max(0, Math.min(limit, Number.MAX_SAFE_INTEGER)), Date.now()],
+      ),
+    );
+    const first = rows[0];
+    if (first === undefined) return { messages: [], last: 0, droppedThrough: 0 };
+    const messages = rows
+      .filter((row) => row.seq !== null)
+      .map((row) => ({ seq: Number(row.seq), data: row.data! }));
+    return { messages, last: Number(first.last), droppedThrough: Number(first.dropped) };
+  }
+
+  async outboxTrim(id: string, through: number): Promise<void> {
+    const s = this.#n;
+    await this.#run("outboxTrim", () =>
+      this.#query(
+        `WITH gone AS (DELETE FROM ${s.outbox} WHERE session_id = $1 AND seq <= $2::bigint RETURNING bytes)
+         UPDATE ${s.outboxHeads}
+            SET count = count - (SELECT count(*) FROM gone), bytes = bytes - (SELECT coalesce(sum(bytes), 0) FROM gone)
+          WHERE session_id = $1 AND EXISTS (SELECT 1 FROM gone)`,
+        [id, Math.floor(through)],
+      ),
+    );
   }
 
   async touch(id: string, idleExpiresAt: number): Promise<void> {

@@ -23,6 +23,8 @@ export interface PostgresNames {
   aliasesNewIdx: string;
   aliasesUntilIdx: string;
   locksLeaseIdx: string;
+  outboxHeads: string;
+  outbox: string;
   /** Channel name for pg_notify (a plain string). */
   channel: string;
   /** Channel name for LISTEN (an identifier). */
@@ -51,6 +53,8 @@ export function namesFor(table: string): PostgresNames {
     aliasesNewIdx: quote(`${table}_aliases_new_idx`),
     aliasesUntilIdx: quote(`${table}_aliases_until_idx`),
     locksLeaseIdx: quote(`${table}_locks_lease_idx`),
+    outboxHeads: quote(`${table}_outbox_heads`),
+    outbox: quote(`${table}_outbox`),
     channel: `${table}_events`,
     channelIdent: quote(`${table}_events`),
   };
@@ -104,6 +108,27 @@ const MIGRATIONS: readonly Migration[] = [
       )`,
       `CREATE INDEX IF NOT EXISTS ${n.locksLeaseIdx} ON ${n.locks} (lease_until)`,
       `CREATE SEQUENCE IF NOT EXISTS ${n.fenceSeq} AS bigint`,
+    ],
+  },
+  {
+    version: 2,
+    description: "outboxes: a head row per session and its messages, going with the session",
+    statements: (n) => [
+      // ON DELETE CASCADE: however a session row goes (delete, consume, rename, sweep), its outbox goes too.
+      `CREATE TABLE IF NOT EXISTS ${n.outboxHeads} (
+        session_id text PRIMARY KEY REFERENCES ${n.sessions} (id) ON DELETE CASCADE,
+        last bigint NOT NULL,
+        dropped bigint NOT NULL,
+        count integer NOT NULL,
+        bytes bigint NOT NULL
+      )`,
+      `CREATE TABLE IF NOT EXISTS ${n.outbox} (
+        session_id text NOT NULL REFERENCES ${n.outboxHeads} (session_id) ON DELETE CASCADE,
+        seq bigint NOT NULL,
+        data text NOT NULL,
+        bytes integer NOT NULL,
+        PRIMARY KEY (session_id, seq)
+      )`,
     ],
   },
 ];

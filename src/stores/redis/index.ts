@@ -6,6 +6,8 @@ import { type OptionChecker as Checker, OptionChecker } from "../../core/options
 import { expiryOf, type SessionRecord } from "../../core/record.js";
 import type {
   CommitOptions,
+  OutboxLimits,
+  OutboxPage,
   PeekedRecord,
   RenameOptions,
   SessionDelta,
@@ -43,6 +45,9 @@ import {
   INSERT,
   LOCK,
   type LuaScript,
+  OUTBOX_APPEND,
+  OUTBOX_READ,
+  OUTBOX_TRIM,
   RENAME_ABORT,
   RENAME_BEGIN,
   RENAME_FINISH,
@@ -74,7 +79,7 @@ const DAY = 86_400_000;
 const CORK_BATCH = 8;
 const CONSUME_ATTEMPTS = 64;
 const ALIAS_HOPS = 8;
-const EVENT_TYPES = new Set(["ended", "replaced", "revoked"]);
+const EVENT_TYPES = new Set(["ended", "replaced", "revoked", "outbox"]);
 
 function noop(): void {}
 
@@ -237,6 +242,12 @@ export class RedisStore implements SessionStore {
     return this.#client;
   }
 
+  /** The record's hash and its outbox's list and head: one slot, by the `{id}` tag. */
+  #keysOf(id: string): string[] {
+    const key = this.#key(id);
+    return [key, `${key}:out`, `${key}:outh`];
+  }
+
   #key(id: string): string {
     return `${this.#prefix}{${id}}`;
   }
@@ -360,7 +371,7 @@ export class RedisStore implements SessionStore {
   async insert(record: SessionRecord): Promise<void> {
     const fields = recordFields(record, record.version);
     await this.#run("insert", async () => {
-      const inserted = await this.#script(INSERT, [this.#key(record.id)], [pexpireAt(record), ...fields]);
+      const inserted = await this.#script(INSERT, this.#keysOf(record.id), [pexpireAt(record), ...fields]);
       if (inserted !== 1) throw duplicate();
       if (record.userId !== undefined) await this.#indexAdd(record.userId, record.id, record.expiresAt);
     });
@@ -490,7 +501,10 @@ export class RedisStore implements SessionStore {
       let finishing = false;
       try {
         const fields = recordFields(newRecord, version);
-        const inserted = await this.#script(INSERT, [newKey], [pexpireAt(newRecord), ...fields]);
+        const inserted = await this.#script(INSERT, this.#keysOf(newRecord.id), [
+          pexpireAt(newRecord),
+          ...fields,
+        ]);
         if (inserted !== 1) throw duplicate();
         const indexed = newRecord.userId !== undefined;
         try {
@@ -498,7 +512,7 @@ export class RedisStore implements SessionStore {
           const until = options.graceMs > 0 ? Date.now() + options.graceMs : 0;
           finishing = true;
           const [finished] = await Promise.all([
-            this.#script(RENAME_FINISH, [oldKey], [token, newRecord.id, until]),
+            this.#script(RENAME_FINISH, this.#keysOf(oldId), [token, newRecord.id, until]),
             indexed ? this.#indexAdd(newRecord.userId!, newRecord.id, newRecord.expiresAt) : undefined,
           ]);
           if (finished !== 0) {
@@ -542,7 +556,7 @@ export class RedisStore implements SessionStore {
         const record = decodeRecord(id, hash);
         if (!record || expiryOf(record) <= now) return undefined;
         if (!check(record)) return undefined;
-        const removed = await this.#script(CONSUME, [key], [record.version, Date.now()]);
+        const removed = await this.#script(CONSUME, this.#keysOf(id), [record.version, Date.now()]);
         if (removed === -1) return undefined;
         if (removed === 1) {
           if (record.userId !== undefined) await this.#indexRemove(record.userId, [id]);
@@ -555,7 +569,7 @@ export class RedisStore implements SessionStore {
 
   async delete(id: string): Promise<boolean> {
     return this.#run("delete", async () => {
-      const result = reply(await this.#script(DELETE, [this.#key(id)], []));
+      const result = reply(await this.#script(DELETE, this.#keysOf(id), []));
       const userId = untag(result[1]);
       if (userId !== undefined) await this.#indexRemove(userId, [id]);
       return result[0] === 1;
@@ -592,7 +606,7 @@ export class RedisStore implements SessionStore {
     return this.#run("deleteByUser", async () => {
       const targets = (await this.#members(userId)).filter((id) => id !== options.exceptId);
       const results = await Promise.all(
-        targets.map((id) => this.#script(DELETE_IF_USER, [this.#key(id)], [userId])),
+        targets.map((id) => this.#script(DELETE_IF_USER, this.#keysOf(id), [userId])),
       );
       await this.#indexRemove(userId, targets);
       return targets.filter((_, i) => results[i] === 1);
@@ -621,6 +635,35 @@ export class RedisStore implements SessionStore {
         released = true;
       },
     };
+  }
+
+  async outboxAppend(id: string, messages: string[], limits: OutboxLimits): Promise<number> {
+    if (messages.length === 0) return (await this.outboxRead(id, Number.MAX_SAFE_INTEGER)).last;
+    const last = await this.#run("outboxAppend", async () =>
+      Number(
+        await this.#script(OUTBOX_APPEND, this.#keysOf(id), [
+          limits.maxMessages,
+          limits.maxBytes,
+          ...messages,
+        ]),
+      ),
+    );
+    if (last < 0) throw ended();
+    return last;
+  }
+
+  async outboxRead(id: string, after: number, limit = Number.MAX_SAFE_INTEGER): Promise<OutboxPage> {
+    const out = (await this.#run("outboxRead", () =>
+      this.#script(OUTBOX_READ, this.#keysOf(id), [after, Math.max(0, limit)]),
+    )) as (string | number)[];
+    const first = Number(out[2]);
+    const messages = out.slice(3).map((data, i) => ({ seq: first + i, data: String(data) }));
+    return { messages, last: Number(out[0]), droppedThrough: Number(out[1]) };
+  }
+
+  async outboxTrim(id: string, through: number): Promise<void> {
+    const [, list, head] = this.#keysOf(id);
+    await this.#run("outboxTrim", () => this.#script(OUTBOX_TRIM, [list!, head!], [through]));
   }
 
   async publish(event: StoreEvent): Promise<void> {

@@ -55,10 +55,12 @@ function script(body: string): LuaScript {
 }
 
 /**
- * KEYS: hash. ARGV: pexpireat, field, value, ... Returns 1, or 0 when the key (record or alias) exists.
+ * KEYS: hash, outbox list, outbox head. ARGV: pexpireat, field, value, ... Returns 1, or 0 when the key
+ * (record or alias) exists. An outbox left by a record of the same id that expired goes first.
  */
 export const INSERT = script(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
 hsetFrom(KEYS[1], 2, #ARGV)
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return 1
@@ -143,7 +145,7 @@ return {0, h[1], h[2], tagged(h[3])}
 `);
 
 /**
- * Rename, step 3 (the commit point), on the old key. KEYS: old hash. ARGV: token, new id, alias until
+ * Rename, step 3 (the commit point), on the old key. KEYS: old hash, its outbox list and head. ARGV: token, new id, alias until
  * (0: no alias). Returns 0 when the old key became an alias (or vanished as asked); 1 when the record is
  * gone (deleted meanwhile); 2 when our mark was voided and the record lives on.
  */
@@ -154,7 +156,7 @@ if h[1] ~= ARGV[1] then
   if h[3] then return 2 end
   return 1
 end
-redis.call('DEL', key)
+redis.call('DEL', key, KEYS[2], KEYS[3])
 local untilMs = tonumber(ARGV[3])
 if untilMs > 0 then
   redis.call('HSET', key, 'alias', ARGV[2], 'verifier', h[2], 'until', ARGV[3])
@@ -171,30 +173,33 @@ return 1
 `);
 
 /**
- * KEYS: hash. ARGV: version read, now. Returns 1 when deleted, 0 when the version moved (read again),
+ * KEYS: hash, outbox list, outbox head. ARGV: version read, now. Returns 1 when deleted, 0 when the version moved (read again),
  * -1 when there is nothing to consume (missing, an alias, or a rename holds it: the id is on its way out).
  */
 export const CONSUME = script(`
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v or renaming(KEYS[1], ARGV[2]) then return -1 end
 if v ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return 1
 `);
 
-/** KEYS: hash. Deletes a record or alias; returns {1, user} for a record, {0, ''} otherwise. */
+/**
+ * KEYS: hash, outbox list, outbox head. Deletes a record (with its outbox) or alias; returns {1, user}
+ * for a record, {0, ''} otherwise.
+ */
 export const DELETE = script(`
 local h = redis.call('HMGET', KEYS[1], 'v', 'user')
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 if not h[1] then return {0, ''} end
 return {1, tagged(h[2])}
 `);
 
-/** KEYS: hash. ARGV: user. Deletes the record only if it still belongs to that user. */
+/** KEYS: hash, outbox list, outbox head. ARGV: user. Deletes the record only if it still belongs to that user. */
 export const DELETE_IF_USER = script(`
 local h = redis.call('HMGET', KEYS[1], 'v', 'user')
 if not h[1] or h[2] ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return 1
 `);
 
@@ -265,3 +270,66 @@ export function runScript(
   for (const arg of args) argv.push(String(arg));
   return evalScript(client, lua, keys.length, argv);
 }
+
+/**
+ * KEYS: hash, outbox list, outbox head. ARGV: maxMessages, maxBytes, message, ... Appends to the list
+ * (a message's sequence number is its place: the head holds the last number, so the first kept is
+ * last - LLEN + 1), drops the oldest past the bounds, and lets both outbox keys expire with the record's
+ * absolute expiry. Returns the last number, or -1 when there is no record.
+ */
+export const OUTBOX_APPEND = script(`
+local m = redis.call('HMGET', KEYS[1], 'v', 'exp')
+if not m[1] then return -1 end
+local h = redis.call('HMGET', KEYS[3], 'last', 'dropped', 'bytes')
+local last, dropped, bytes = tonumber(h[1]) or 0, tonumber(h[2]) or 0, tonumber(h[3]) or 0
+for i = 3, #ARGV do
+  redis.call('RPUSH', KEYS[2], ARGV[i])
+  bytes = bytes + #ARGV[i]
+end
+last = last + #ARGV - 2
+local count = redis.call('LLEN', KEYS[2])
+local maxMessages, maxBytes = tonumber(ARGV[1]), tonumber(ARGV[2])
+while count > 0 and (count > maxMessages or bytes > maxBytes) do
+  dropped = last - count + 1
+  bytes = bytes - #redis.call('LPOP', KEYS[2])
+  count = count - 1
+end
+redis.call('HSET', KEYS[3], 'last', last, 'dropped', dropped, 'bytes', bytes)
+local at = string.format('%d', math.ceil(tonumber(m[2])))
+redis.call('PEXPIREAT', KEYS[3], at)
+if count > 0 then redis.call('PEXPIREAT', KEYS[2], at) end
+return last
+`);
+
+/**
+ * KEYS: hash, outbox list, outbox head. ARGV: after, limit. Returns {last, dropped, first seq, message, ...};
+ * {0, 0, 0} when there is no record.
+ */
+export const OUTBOX_READ = script(`
+if redis.call('HEXISTS', KEYS[1], 'v') == 0 then return {0, 0, 0} end
+local h = redis.call('HMGET', KEYS[3], 'last', 'dropped')
+local last, dropped = tonumber(h[1]) or 0, tonumber(h[2]) or 0
+local count = redis.call('LLEN', KEYS[2])
+local first = last - count + 1
+local from = math.max(0, math.floor(tonumber(ARGV[1])) + 1 - first)
+local to = math.min(count - 1, from + tonumber(ARGV[2]) - 1)
+local out = {last, dropped, first + from}
+if from <= to then
+  local items = redis.call('LRANGE', KEYS[2], from, to)
+  for i = 1, #items do out[i + 3] = items[i] end
+end
+return out
+`);
+
+/** KEYS: outbox list, outbox head. ARGV: through. Drops the kept messages numbered up to `through`. */
+export const OUTBOX_TRIM = script(`
+local h = redis.call('HMGET', KEYS[2], 'last', 'bytes')
+if not h[1] then return 0 end
+local last, bytes = tonumber(h[1]), tonumber(h[2])
+local count = redis.call('LLEN', KEYS[1])
+local n = math.min(count, math.floor(tonumber(ARGV[1])) - (last - count))
+if n <= 0 then return 0 end
+for i = 1, n do bytes = bytes - #redis.call('LPOP', KEYS[1]) end
+redis.call('HSET', KEYS[2], 'bytes', bytes)
+return n
+`);

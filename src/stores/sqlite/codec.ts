@@ -71,10 +71,16 @@ function parseChannel(text: string): ChannelState {
 
 function parseConnection(text: string): ConnectionRef {
   const value = parseJson("connection", text);
-  if (!isPlainObject(value) || typeof value.id !== "string" || typeof value.node !== "string") {
+  if (
+    !isPlainObject(value) ||
+    typeof value.id !== "string" ||
+    typeof value.node !== "string" ||
+    typeof value.generation !== "number" ||
+    typeof value.received !== "number"
+  ) {
     throw malformed("connection");
   }
-  return { id: value.id, node: value.node };
+  return { id: value.id, node: value.node, generation: value.generation, received: value.received };
 }
 
 /** Decodes a row into a fresh record the caller owns. */

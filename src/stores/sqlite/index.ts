@@ -7,6 +7,8 @@ import { OptionChecker } from "../../core/options.js";
 import type { SessionRecord } from "../../core/record.js";
 import type {
   CommitOptions,
+  OutboxLimits,
+  OutboxPage,
   RenameOptions,
   SessionDelta,
   SessionStore,
@@ -123,6 +125,33 @@ function prepareStatements(db: Database.Database) {
     eventsAfter: db.prepare<[number, number], { seq: number; origin: string; body: string }>(
       "SELECT seq, origin, body FROM stowage_events WHERE seq > ? ORDER BY seq LIMIT ?",
     ),
+    outboxHead: db.prepare<[string], OutboxHead>(
+      "SELECT last, dropped, count, bytes FROM stowage_outbox_heads WHERE session_id = ?",
+    ),
+    outboxPutHead: db.prepare<OutboxHead & { id: string }>(
+      `INSERT OR REPLACE INTO stowage_outbox_heads (session_id, last, dropped, count, bytes)
+       VALUES (@id, @last, @dropped, @count, @bytes)`,
+    ),
+    outboxInsert: db.prepare<{ id: string; seq: number; data: string; bytes: number }>(
+      "INSERT INTO stowage_outbox (session_id, seq, data, bytes) VALUES (@id, @seq, @data, @bytes)",
+    ),
+    outboxOldest: db.prepare<{ id: string; limit: number }, { seq: number; bytes: number }>(
+      "SELECT seq, bytes FROM stowage_outbox WHERE session_id = @id ORDER BY seq LIMIT @limit",
+    ),
+    outboxThrough: db.prepare<{ id: string; through: number }, { n: number; bytes: number | null }>(
+      "SELECT count(*) AS n, sum(bytes) AS bytes FROM stowage_outbox WHERE session_id = @id AND seq <= @through",
+    ),
+    outboxDelete: db.prepare<{ id: string; through: number }>(
+      "DELETE FROM stowage_outbox WHERE session_id = @id AND seq <= @through",
+    ),
+    outboxAfter: db.prepare<IdNow & { after: number; limit: number }, { seq: number; data: string }>(
+      `SELECT o.seq, o.data FROM stowage_outbox o JOIN stowage_sessions s ON s.id = o.session_id
+        WHERE o.session_id = @id AND o.seq > @after AND s.expiry > @now ORDER BY o.seq LIMIT @limit`,
+    ),
+    outboxLiveHead: db.prepare<IdNow, { last: number; dropped: number }>(
+      `SELECT h.last, h.dropped FROM stowage_outbox_heads h JOIN stowage_sessions s ON s.id = h.session_id
+        WHERE h.session_id = @id AND s.expiry > @now`,
+    ),
     // Batches go through the indexes on expiry, until and lease_until: each costs O(batch), not a scan.
     sweepSessions: db.prepare<{ now: number; limit: number }>(
       `DELETE FROM stowage_sessions WHERE rowid IN
@@ -140,6 +169,14 @@ function prepareStatements(db: Database.Database) {
 }
 
 type Statements = ReturnType<typeof prepareStatements>;
+
+/** The head row of one session's outbox. */
+interface OutboxHead {
+  last: number;
+  dropped: number;
+  count: number;
+  bytes: number;
+}
 
 /** Carries an error thrown by a caller's `consume` check through the transaction, untranslated. */
 class CheckError {
@@ -226,6 +263,39 @@ function prepareTransactions(db: Database.Database, s: Statements) {
       const ids = s.deleteByUser.all({ user: userId, except: exceptId });
       for (const id of ids) s.deleteAliasesTo.run(id);
       return ids;
+    }),
+    outboxAppend: db.transaction((id: string, messages: string[], limits: OutboxLimits, now: number) => {
+      if (s.live.get({ id, now }) === undefined) throw ended();
+      const head = s.outboxHead.get(id) ?? { last: 0, dropped: 0, count: 0, bytes: 0 };
+      for (const data of messages) {
+        const bytes = Buffer.byteLength(data);
+        s.outboxInsert.run({ id, seq: ++head.last, data, bytes });
+        head.count++;
+        head.bytes += bytes;
+      }
+      const over = Math.max(0, head.count - limits.maxMessages);
+      if (over > 0 || head.bytes > limits.maxBytes) {
+        // The oldest go until both bounds hold: those past the count, then as many as the bytes need.
+        let through = 0;
+        for (const row of s.outboxOldest.iterate({ id, limit: head.count })) {
+          if (head.count <= limits.maxMessages && head.bytes <= limits.maxBytes) break;
+          through = row.seq;
+          head.count--;
+          head.bytes -= row.bytes;
+        }
+        s.outboxDelete.run({ id, through });
+        head.dropped = through;
+      }
+      s.outboxPutHead.run({ id, ...head });
+      return head.last;
+    }),
+    outboxTrim: db.transaction((id: string, through: number) => {
+      const head = s.outboxHead.get(id);
+      if (head === undefined) return;
+      const gone = s.outboxThrough.get({ id, through })!;
+      if (gone.n === 0) return;
+      s.outboxDelete.run({ id, through });
+      s.outboxPutHead.run({ id, ...head, count: head.count - gone.n, bytes: head.bytes - (gone.bytes ?? 0) });
     }),
     lock: db.transaction((id: string, holder: string, leaseMs: number, now: number): number | null => {
       const leaseUntil = s.lease.get(id);
@@ -444,6 +514,28 @@ export class SqliteStore implements SessionStore {
 
   async touch(id: string, idleExpiresAt: number): Promise<void> {
     this.#use((c) => c.s.touch.run({ id, idle: idleExpiresAt, now: Date.now() }));
+  }
+
+  async outboxAppend(id: string, messages: string[], limits: OutboxLimits): Promise<number> {
+    return this.#use((c) => c.tx.outboxAppend.immediate(id, messages, limits, Date.now()));
+  }
+
+  async outboxRead(id: string, after: number, limit = Number.MAX_SAFE_INTEGER): Promise<OutboxPage> {
+    return this.#use((c) => {
+      // One read transaction, so the head and the messages come from one snapshot.
+      const read = c.db.transaction(() => {
+        const now = Date.now();
+        const head = c.s.outboxLiveHead.get({ id, now });
+        if (head === undefined) return { messages: [], last: 0, droppedThrough: 0 };
+        const messages = c.s.outboxAfter.all({ id, now, after, limit: Math.max(0, limit) });
+        return { messages, last: head.last, droppedThrough: head.dropped };
+      });
+      return read.deferred();
+    });
+  }
+
+  async outboxTrim(id: string, through: number): Promise<void> {
+    this.#use((c) => c.tx.outboxTrim.immediate(id, through));
   }
 
   async listByUser(userId: string): Promise<SessionRecord[]> {

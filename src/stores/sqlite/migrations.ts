@@ -63,6 +63,29 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX stowage_events_at ON stowage_events (at);
   `,
+  `
+  -- A session's outbox: its messages, and a head row with the numbering and the bounds' running totals.
+  CREATE TABLE stowage_outbox_heads (
+    session_id TEXT PRIMARY KEY,
+    last       INTEGER NOT NULL,
+    dropped    INTEGER NOT NULL,
+    count      INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE stowage_outbox (
+    session_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    data       TEXT NOT NULL,
+    bytes      INTEGER NOT NULL,
+    PRIMARY KEY (session_id, seq)
+  ) WITHOUT ROWID;
+  -- However a record goes (delete, consume, rename, sweep, a lapsed one cleared for a new insert), its
+  -- outbox goes with it, without any write path having to remember.
+  CREATE TRIGGER stowage_outbox_follows_session AFTER DELETE ON stowage_sessions BEGIN
+    DELETE FROM stowage_outbox WHERE session_id = OLD.id;
+    DELETE FROM stowage_outbox_heads WHERE session_id = OLD.id;
+  END;
+  `,
 ];
 
 /** The schema version this build of stowage writes. */
