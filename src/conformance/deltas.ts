@@ -34,7 +34,7 @@ export function deltaTests({ it, expect }: ConformanceRunner, getStore: StoreGet
       lastLoginAt: now - 10,
       language: "fr",
       channel: { algorithm: "alg", sealedSecret: "sealed" },
-      connection: { id: "c9", node: "n9", generation: 9, received: 90 },
+      connection: { id: "c9", node: "n9", generation: 9, received: 90, key: "k90" },
     };
     await store.commit(record.id, { meta });
     expect(await store.get(record.id)).toEqual({ ...record, ...meta, version: 2 });
@@ -47,7 +47,7 @@ export function deltaTests({ it, expect }: ConformanceRunner, getStore: StoreGet
       lastLoginAt: Date.now(),
       language: "en",
       channel: { algorithm: "alg", sealedSecret: "sealed" },
-      connection: { id: "c1", node: "n1", generation: 1, received: 0 },
+      connection: { id: "c1", node: "n1", generation: 1, received: 0, key: "k0" },
       attributes: { kept: "yes" },
     });
     await store.insert(record);
@@ -130,7 +130,7 @@ export function deltaTests({ it, expect }: ConformanceRunner, getStore: StoreGet
     const record = makeRecord();
     await store.insert(record);
     const value = { list: [1, 2] };
-    const connection = { id: "c1", node: "n1", generation: 1, received: 0 };
+    const connection = { id: "c1", node: "n1", generation: 1, received: 0, key: "k0" };
     await store.commit(record.id, { set: { value }, meta: { connection } });
     value.list.push(3);
     connection.id = "c2";

@@ -26,7 +26,7 @@ export function eventTests({ it, expect }: ConformanceRunner, getStore: StoreGet
         type: "replaced",
         id: makeRecord().id,
         userId: newUserId(),
-        connection: { id: "conn-1", node: "node-ü", generation: 3, received: 12 },
+        connection: { id: "conn-1", node: "node-ü", generation: 3, received: 12, key: "k12" },
         at: Date.now(),
       };
       await store.publish(event);

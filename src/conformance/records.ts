@@ -26,7 +26,7 @@ export function recordTests({ it, expect }: ConformanceRunner, getStore: StoreGe
       lastLoginAt: now - 2000,
       language: "de-CH",
       channel: { algorithm: "x25519-chacha20poly1305", sealedSecret: "c2VhbGVk.c2VjcmV0" },
-      connection: { id: "conn-42", node: "node-a", generation: 2, received: 7 },
+      connection: { id: "conn-42", node: "node-a", generation: 2, received: 7, key: "k7" },
       attributes: { cart: [{ sku: "A1", qty: 2 }], theme: "dark", count: 3 },
     });
     await store.insert(record);
@@ -85,7 +85,7 @@ export function recordTests({ it, expect }: ConformanceRunner, getStore: StoreGe
     const store = getStore();
     const record = makeRecord({
       userId: newUserId(),
-      connection: { id: "c1", node: "n1", generation: 1, received: 0 },
+      connection: { id: "c1", node: "n1", generation: 1, received: 0, key: "k0" },
       attributes: { list: [1, 2], nested: { deep: { value: "a" } } },
     });
     const snapshot = structuredClone(record);

@@ -1,4 +1,4 @@
-import { isStowageError, StowageError } from "./errors.js";
+import { isStowageError, replacedError, StowageError } from "./errors.js";
 import type { SessionEvents } from "./events.js";
 import { setOwn } from "./json.js";
 import type { Attributes } from "./record.js";
@@ -64,10 +64,13 @@ export class CommitEngine {
     if (plan.delta) {
       let version: number;
       try {
-        version = lane.commitNow(s.storedId!, plan.delta, undefined, this.#host.wallNow(plan.now));
+        const options = s.generation === undefined ? undefined : { ifVersion: s.version };
+        version = lane.commitNow(s.storedId!, plan.delta, options, this.#host.wallNow(plan.now));
       } catch (error) {
-        // The id may have become a rotation alias: the async path follows it.
-        if (isStowageError(error, "SESSION_ENDED")) return undefined;
+        // The id may have become a rotation alias, or a fenced commit met another version: the async
+        // path follows the alias, or re-reads the generation.
+        if (isStowageError(error, "SESSION_ENDED") || isStowageError(error, "VERSION_CONFLICT"))
+          return undefined;
         throw error;
       }
       deltaWritten(s, plan.delta, plan.idle, version);
@@ -87,11 +90,14 @@ export class CommitEngine {
   #plan(s: SessionState, rotate: boolean): CommitPlan | "lifecycle" | "rotate" {
     if (s.ended || s.dropId !== undefined || s.storedId === undefined || s.regenerate) return "lifecycle";
     const now = this.#host.now();
-    if (rotate && this.#host.rotateEvery > 0 && now - s.rotatedAt >= this.#host.rotateEvery) return "rotate";
-    const idle = now + this.#host.idleTimeout;
+    const fenced = s.generation !== undefined;
+    if (rotate && !fenced && this.#host.rotateEvery > 0 && now - s.rotatedAt >= this.#host.rotateEvery)
+      return "rotate";
+    const idleTimeout = s.idleTimeout ?? this.#host.idleTimeout;
+    const touchAfter = fenced ? Math.min(this.#host.touchAfter, idleTimeout / 4) : this.#host.touchAfter;
+    const idle = now + idleTimeout;
     const delta = pendingDelta(s, idle);
-    const touch =
-      delta === undefined && now - (s.idleExpiresAt - this.#host.idleTimeout) >= this.#host.touchAfter;
+    const touch = delta === undefined && now - (s.idleExpiresAt - idleTimeout) >= touchAfter;
     return { delta, touch, idle, now };
   }
 
@@ -125,6 +131,7 @@ export class CommitEngine {
     if (plan === "lifecycle") return this.#writeLifecycle(s, rotate);
     if (plan === "rotate") return this.#rotate(s);
     const { delta, idle } = plan;
+    if (delta && s.generation !== undefined) return this.#writeFenced(s, delta, idle);
     if (delta) {
       return this.#writeFollowingRename(
         s,
@@ -143,6 +150,26 @@ export class CommitEngine {
       );
     }
     return NOTHING_WRITTEN;
+  }
+
+  /**
+   * A connection session's commit: conditional on the version it knows, and on a conflict re-read to
+   * tell a parallel writer (try again) from a resume that replaced this holder (SESSION_ENDED).
+   */
+  async #writeFenced(s: SessionState, delta: SessionDelta, idle: number): Promise<boolean> {
+    const started = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return deltaWritten(s, delta, idle, await this.#store.commit(s.storedId!, delta, { ifVersion: s.version }));
+      } catch (error) {
+        if (!isStowageError(error, "VERSION_CONFLICT")) throw error;
+      }
+      const fresh = await this.#store.get(s.storedId!);
+      if (!fresh) throw new StowageError("SESSION_ENDED", "the session has ended");
+      if (fresh.connection?.generation !== s.generation) throw replacedError();
+      s.version = fresh.version;
+      if (attempt > 1) await this.#host.conflict(s.id, attempt, started);
+    }
   }
 
   /** Ending, logging out, inserting and regenerating. */

@@ -36,3 +36,15 @@ export class StowageError extends Error {
 export function isStowageError(error: unknown, code?: StowageErrorCode): error is StowageError {
   return error instanceof StowageError && (code === undefined || error.code === code);
 }
+
+const REPLACED = "the connection was replaced by a resume elsewhere";
+
+/** What a write from a connection session's replaced holder gets: a resume elsewhere took the session. */
+export function replacedError(): StowageError {
+  return new StowageError("SESSION_ENDED", REPLACED);
+}
+
+/** True for the error of `replacedError`: the session lives on, held by another connection. */
+export function isReplacedError(error: unknown): boolean {
+  return isStowageError(error, "SESSION_ENDED") && error.message === REPLACED;
+}

@@ -5,7 +5,7 @@ import { Emitter, type SessionEvents } from "./events.js";
 import { isStorableText } from "./json.js";
 import { KeyRing, type SealingKey } from "./keyring.js";
 import { OptionChecker } from "./options.js";
-import { type Attributes, expiryOf, type LoginType } from "./record.js";
+import { type Attributes, expiryOf, type LoginType, type SessionRecord } from "./record.js";
 import { fromRecord } from "./record-map.js";
 import { acquireLease, conflictPause, type RetryHost, updateAttribute } from "./retry.js";
 import { CSRF_KEY, Session, type SessionHost } from "./session.js";
@@ -71,6 +71,8 @@ export interface SessionInfo {
   language?: string;
   /** Attributes (the CSRF secret left out). */
   attributes: Attributes;
+  /** `http` for a session a token names; `connection` for a long-lived connection's (see docs/connections.md). */
+  kind: "http" | "connection";
 }
 
 /** Options for `Sessions.commit` (the store's own `commit` takes `CommitOptions`). */
@@ -295,7 +297,8 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     borrowed: boolean,
     now?: number,
   ): Session<A> | null {
-    if (!record) {
+    // A connection session has no token: it resumes by proof (stowage/ws), never by a token's secret.
+    if (!record || record.connection !== undefined) {
       this.#stats.unknown++;
       return null;
     }
@@ -339,6 +342,27 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     return this.#engine.commitNow(session[state], options.rotate ?? true);
   }
 
+  /**
+   * @internal The live session of a connection session's record, held by the connection of `generation`:
+   * its commits are fenced by that generation and refresh its idle expiry by `idleTimeout`.
+   */
+  connectionSession(record: SessionRecord, generation: number, idleTimeout: number): Session<A> {
+    const s = fromRecord(record, "", "", false);
+    s.generation = generation;
+    s.idleTimeout = idleTimeout;
+    return new Session<A>(this.#host, s);
+  }
+
+  /** @internal The manager's clock, read. */
+  now(): number {
+    return this.#clock.now();
+  }
+
+  /** @internal Counts, emits and publishes a session that ended (the connection layer ends its own). */
+  endedNotice(id: string, userId: string | undefined): Promise<void> {
+    return this.#ended(id, userId);
+  }
+
   /** Live sessions of one user, oldest first. */
   async listForUser(userId: string): Promise<SessionInfo[]> {
     // No session can be signed in as text `login` refuses; a store might match it to a mangled spelling.
@@ -359,6 +383,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
           ...(r.lastLoginAt === undefined ? {} : { lastLoginAt: r.lastLoginAt }),
           ...(r.language === undefined ? {} : { language: r.language }),
           attributes,
+          kind: r.connection === undefined ? "http" : "connection",
         };
       });
   }

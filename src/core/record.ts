@@ -25,6 +25,8 @@ export interface ConnectionRef {
   generation: number;
   /** The last client-to-server sequence number the holder processed. */
   received: number;
+  /** The client's current public key (raw Ed25519, base64url): a resume must be signed by its private key. */
+  key: string;
 }
 
 /** Permission levels, 0 to 255; apps may use values in between. */

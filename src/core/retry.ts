@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { isStowageError, StowageError } from "./errors.js";
+import { isStowageError, replacedError, StowageError } from "./errors.js";
 import { attributesBytes, serializeJson } from "./json.js";
 import type { AcquireOptions, SessionLease } from "./lease.js";
 import { OptionChecker } from "./options.js";
@@ -48,6 +48,7 @@ export async function updateAttribute(
   for (let attempt = 1; ; attempt++) {
     const fresh = await host.store.get(s.storedId!);
     if (!fresh) throw new StowageError("SESSION_ENDED", "the session has ended");
+    if (s.generation !== undefined && fresh.connection?.generation !== s.generation) throw replacedError();
     s.storedId = fresh.id;
     const current = Object.hasOwn(fresh.attributes, key) ? fresh.attributes[key] : undefined;
     const value = JSON.parse(serializeJson(fn(current), key)) as JsonValue;
@@ -58,7 +59,7 @@ export async function updateAttribute(
         `attributes would take ${bytes} bytes; the limit is ${host.maxAttributesBytes}`,
       );
     }
-    const idle = host.now() + host.idleTimeout;
+    const idle = host.now() + (s.idleTimeout ?? host.idleTimeout);
     try {
       s.version = await host.store.commit(
         fresh.id,

@@ -61,6 +61,13 @@ export interface SessionState {
   committing: Promise<unknown> | undefined;
   /** Commits started and not yet settled. */
   queued: number;
+  /**
+   * Set on a connection session: the holder's generation. Its commits are then conditional, and one that
+   * finds another generation stored fails with SESSION_ENDED (the connection was replaced by a resume).
+   */
+  generation: number | undefined;
+  /** A connection session's own idle lifetime (its resume window); undefined: the manager's. */
+  idleTimeout: number | undefined;
 }
 
 /** Marks a pending removal in `SessionState.pending`. */
@@ -155,6 +162,8 @@ export function sessionState(init: StateInit): SessionState {
     lease: undefined,
     committing: undefined,
     queued: 0,
+    generation: undefined,
+    idleTimeout: undefined,
   };
 }
 

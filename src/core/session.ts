@@ -201,7 +201,7 @@ export class Session<A extends object = Attributes> {
     checkStorableText(userId, "userId");
     const level = options.level ?? 100;
     checkLevel(level);
-    const s = this.#writable();
+    const s = this.#renamable("login");
     const now = this.#host.now();
     s.userId = userId;
     s.level = level;
@@ -221,7 +221,7 @@ export class Session<A extends object = Attributes> {
    * new id (keeping only the language), which is written only if something is stored in it again.
    */
   logout(): this {
-    const s = this.#writable();
+    const s = this.#renamable("logout");
     if (s.storedId !== undefined) s.dropId = s.storedId;
     const now = this.#host.now();
     s.oldId = s.id;
@@ -255,7 +255,7 @@ export class Session<A extends object = Attributes> {
 
   /** Issues a new id and secret now (written at commit); the old token keeps working for `graceMs`. */
   regenerateId(options: { graceMs?: number } = {}): this {
-    const s = this.#writable();
+    const s = this.#renamable("regenerateId");
     if (s.storedId !== undefined) issueNextToken(s, "explicit", options.graceMs ?? 0);
     return this;
   }
@@ -372,6 +372,18 @@ export class Session<A extends object = Attributes> {
   #writable(): SessionState {
     const s = this[state];
     if (s.ended) throw new StowageError("SESSION_ENDED", "the session has ended");
+    return s;
+  }
+
+  /** The state, for a change that gives the session a new id: never a connection session's. */
+  #renamable(what: string): SessionState {
+    const s = this.#writable();
+    if (s.generation !== undefined) {
+      throw new StowageError(
+        "INVALID_VALUE",
+        `${what} is not for a connection session: its id stays and its credential rotates on every resume`,
+      );
+    }
     return s;
   }
 

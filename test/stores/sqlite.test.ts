@@ -523,7 +523,7 @@ describe("sqlite store", () => {
         const event: StoreEvent = {
           type: "replaced",
           id: makeRecord().id,
-          connection: { id: "c", node: "n", generation: 1, received: 0 },
+          connection: { id: "c", node: "n", generation: 1, received: 0, key: "k0" },
           at: Date.now(),
         };
         await publisher.publish(event);

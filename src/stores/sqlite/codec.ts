@@ -76,11 +76,13 @@ function parseConnection(text: string): ConnectionRef {
     typeof value.id !== "string" ||
     typeof value.node !== "string" ||
     typeof value.generation !== "number" ||
-    typeof value.received !== "number"
+    typeof value.received !== "number" ||
+    typeof value.key !== "string"
   ) {
     throw malformed("connection");
   }
-  return { id: value.id, node: value.node, generation: value.generation, received: value.received };
+  const { id, node, generation, received, key } = value;
+  return { id, node, generation, received, key };
 }
 
 /** Decodes a row into a fresh record the caller owns. */

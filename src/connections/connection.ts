@@ -1,0 +1,307 @@
+import { isReplacedError, isStowageError, StowageError } from "../core/errors.js";
+import { Emitter } from "../core/events.js";
+import { serializeJson, textBytes } from "../core/json.js";
+import type { Attributes, ConnectionRef, JsonValue } from "../core/record.js";
+import type { Session } from "../core/session.js";
+import { state } from "../core/session-state.js";
+import type { Json } from "../protocol/frames.js";
+import { CLOSE_CODES, type CloseReason } from "../protocol/reasons.js";
+
+/** What a connection's owner gives it: the transport and the server's shared parts. */
+export interface ConnectionLink<A extends object> {
+  /** Writes one frame's text to the client. */
+  write(text: string): void;
+  /** Ends the transport with a reason (the client reads the close code). */
+  end(reason: CloseReason): void;
+  /** The server: its store calls, limits and registry. */
+  host: ConnectionHost<A>;
+}
+
+/** What a connection needs from its server. */
+export interface ConnectionHost<A extends object> {
+  readonly maxMessageBytes: number;
+  append(id: string, texts: string[]): Promise<number>;
+  read(id: string, after: number): Promise<{ seq: number; data: string }[]>;
+  trim(id: string, through: number): Promise<void>;
+  commit(session: Session<A>): Promise<unknown>;
+  closed(connection: Connection<A>, reason: CloseReason): void;
+}
+
+/** Events of one connection. */
+export interface ConnectionEvents {
+  /** A client message, in order, once. */
+  message: Json;
+  /** The connection is over: `lost` (the network), or a reason the server gave. */
+  close: { reason: CloseReason };
+  /** A background failure (a store outage while trimming the outbox, say). */
+  error: Error;
+}
+
+interface Pending {
+  text: string;
+  resolve: (seq: number) => void;
+  reject: (error: unknown) => void;
+}
+
+// Trimming the outbox costs a store call: acks are gathered until this many messages or this long.
+const TRIM_EVERY = 64;
+const TRIM_AFTER_MS = 250;
+
+/**
+ * One live connection of a connection session. Messages both ways carry sequence numbers: what the
+ * server sends goes to the session's outbox in the store first (so a resume on any process replays it),
+ * what the client sends is handed to `message` listeners once its number is stored, so a message is
+ * never handled twice even when the client resumes elsewhere and sends it again.
+ */
+export class Connection<A extends object = Attributes> extends Emitter<ConnectionEvents> {
+  /** The connection session's id: the same across every resume. */
+  readonly id: string;
+  /** The connection session (attributes, user, level); its changes are committed after each message. */
+  readonly session: Session<A>;
+  /** True when this connection resumed an earlier one. */
+  readonly resumed: boolean;
+  /** Messages the replay bounds dropped before this client could have them, on a resume; undefined when none. */
+  readonly gap: { after: number; through: number } | undefined;
+  readonly #link: ConnectionLink<A>;
+  #ref: ConnectionRef;
+  #closed: CloseReason | undefined;
+  /** Server messages written to this client, and acknowledged by it. */
+  #delivered: number;
+  #acked: number;
+  #trimmed: number;
+  #trimTimer: NodeJS.Timeout | undefined;
+  /** Sends of this turn, appended together; and the append in flight. */
+  #outgoing: Pending[] = [];
+  #appending = false;
+  #pumping: Promise<void> | undefined;
+  #pumpAgain = false;
+  /** Client messages taken in (numbered up to `#accepted`), stored as processed up to `#ref.received`. */
+  #incoming: { s: number; d: Json }[] = [];
+  #accepted: number;
+  #storing = false;
+
+  /** @internal Made by the connection server. */
+  constructor(
+    link: ConnectionLink<A>,
+    session: Session<A>,
+    ref: ConnectionRef,
+    init: { resumed: boolean; delivered: number; gap?: { after: number; through: number } },
+  ) {
+    super();
+    this.#link = link;
+    this.id = session.id;
+    this.session = session;
+    this.resumed = init.resumed;
+    this.gap = init.gap;
+    this.#ref = ref;
+    this.#delivered = init.delivered;
+    this.#acked = init.delivered;
+    this.#trimmed = init.delivered;
+    this.#accepted = ref.received;
+  }
+
+  /** The user the connection session belongs to, if any. */
+  get userId(): string | undefined {
+    return this.session.userId;
+  }
+
+  /** Why the connection closed, or undefined while it is open. */
+  get closeReason(): CloseReason | undefined {
+    return this.#closed;
+  }
+
+  /** @internal Who holds the session now (this connection, until replaced). */
+  get ref(): ConnectionRef {
+    return this.#ref;
+  }
+
+  /**
+   * Sends a JSON value to the client: kept in the session's outbox until the client acknowledges it, so
+   * it arrives once and in order even across a dropped network and a resume on another process. Resolves
+   * its sequence number once the store has it; rejects with STORE_UNAVAILABLE, or SESSION_ENDED when the
+   * session is gone. A value that is not JSON, or larger than the replay bound, throws INVALID_VALUE.
+   */
+  send(value: JsonValue): Promise<number> {
+    const text = serializeJson(value, "message");
+    if (textBytes(text) > this.#link.host.maxMessageBytes) {
+      throw new StowageError(
+        "INVALID_VALUE",
+        `the message takes more than ${this.#link.host.maxMessageBytes} bytes (the replay and frame bounds)`,
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.#outgoing.push({ text, resolve, reject });
+      // Every send of one turn goes to the store in one append.
+      if (this.#outgoing.length === 1 && !this.#appending) queueMicrotask(() => this.#flush());
+    });
+  }
+
+  /** Closes the connection with `closed` (the client will try to resume) or another reason. */
+  close(reason: CloseReason = "closed"): void {
+    this.terminate(reason);
+  }
+
+  /** @internal Ends the connection: tells the client why, unless the network is already gone. */
+  terminate(reason: CloseReason): void {
+    if (this.#closed !== undefined) return;
+    this.#closed = reason;
+    clearTimeout(this.#trimTimer);
+    if (reason !== "lost") {
+      this.#link.write(`{"t":"close","reason":"${reason}"}`);
+      this.#link.end(reason);
+    }
+    // Acks gathered so far are worth a trim; a failure here only leaves messages a resume skips anyway.
+    if (this.#acked > this.#trimmed) this.#link.host.trim(this.id, this.#acked).catch(() => undefined);
+    this.#link.host.closed(this, reason);
+    this.emit("close", { reason });
+  }
+
+  /** @internal A frame from the client, already parsed. */
+  receive(frame: { t: "m"; s: number; d: Json } | { t: "ack"; s: number } | { t: "ping" }): void {
+    if (this.#closed !== undefined) return;
+    if (frame.t === "ping") {
+      this.#link.write('{"t":"pong"}');
+    } else if (frame.t === "ack") {
+      if (frame.s > this.#delivered) return this.terminate("malformed");
+      if (frame.s > this.#acked) this.#ackedThrough(frame.s);
+    } else if (frame.s <= this.#accepted) {
+      // Sent again after a resume: handled already (or about to be). The ack tells the client so.
+      if (!this.#storing && this.#incoming.length === 0) this.#link.write(`{"t":"ack","s":${this.#ref.received}}`);
+    } else if (frame.s !== this.#accepted + 1) {
+      this.terminate("malformed");
+    } else {
+      this.#accepted = frame.s;
+      this.#incoming.push(frame);
+      if (!this.#storing) queueMicrotask(() => this.#store());
+    }
+  }
+
+  /** @internal The session's outbox grew elsewhere (`live.send` on another process): deliver what is new. */
+  pump(): Promise<void> {
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return this.#pumping;
+    }
+    const run = async () => {
+      try {
+        do {
+          this.#pumpAgain = false;
+          for (;;) {
+            const messages = await this.#link.host.read(this.id, this.#delivered);
+            if (this.#closed !== undefined || messages.length === 0) break;
+            this.#deliver(messages);
+          }
+        } while (this.#pumpAgain && this.#closed === undefined);
+      } catch (error) {
+        this.#failed(error);
+      } finally {
+        this.#pumping = undefined;
+      }
+    };
+    this.#pumping = run();
+    return this.#pumping;
+  }
+
+  /** Writes messages the client has not had, skipping any a parallel path wrote already. */
+  #deliver(messages: readonly { seq: number; data: string }[]): void {
+    for (const { seq, data } of messages) {
+      if (seq <= this.#delivered) continue;
+      this.#link.write(`{"t":"m","s":${seq},"d":${data}}`);
+      this.#delivered = seq;
+    }
+  }
+
+  async #flush(): Promise<void> {
+    const batch = this.#outgoing;
+    if (batch.length === 0) return;
+    this.#outgoing = [];
+    this.#appending = true;
+    try {
+      const last = await this.#link.host.append(
+        this.id,
+        batch.map((p) => p.text),
+      );
+      const first = last - batch.length + 1;
+      if (this.#closed === undefined) {
+        // The usual case: nothing came in between, so the batch goes out as it is.
+        if (first === this.#delivered + 1 && !this.#pumping) {
+          this.#deliver(batch.map((p, i) => ({ seq: first + i, data: p.text })));
+        } else {
+          void this.pump();
+        }
+      }
+      batch.forEach((p, i) => p.resolve(first + i));
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+    } finally {
+      this.#appending = false;
+      if (this.#outgoing.length > 0) void this.#flush();
+    }
+  }
+
+  #ackedThrough(seq: number): void {
+    this.#acked = seq;
+    if (this.#acked - this.#trimmed >= TRIM_EVERY) this.#trim();
+    else this.#trimTimer ??= setTimeout(() => this.#trim(), TRIM_AFTER_MS).unref();
+  }
+
+  #trim(): void {
+    clearTimeout(this.#trimTimer);
+    this.#trimTimer = undefined;
+    const through = this.#acked;
+    this.#trimmed = through;
+    // A failed trim loses nothing: the messages stay until a later trim, and a resume skips them.
+    this.#link.host.trim(this.id, through).catch((error: unknown) => this.emit("error", asError(error)));
+  }
+
+  /**
+   * Stores how far the client's messages are processed, then hands them to the listeners and
+   * acknowledges them. The write is fenced by this connection's generation: once a resume elsewhere has
+   * taken the session, it fails, and the messages are left to the new holder (the client sends them
+   * again there), so none is handled twice.
+   */
+  async #store(): Promise<void> {
+    if (this.#storing || this.#incoming.length === 0 || this.#closed !== undefined) return;
+    this.#storing = true;
+    const batch = this.#incoming;
+    this.#incoming = [];
+    const through = batch[batch.length - 1]!.s;
+    try {
+      const s = this.session[state];
+      const ref: ConnectionRef = { ...this.#ref, received: through };
+      s.meta.connection = ref;
+      s.dirty = true;
+      await this.#link.host.commit(this.session);
+      this.#ref = ref;
+      if (this.#closed !== undefined) return;
+      for (const frame of batch) this.emit("message", frame.d);
+      this.#link.write(`{"t":"ack","s":${through}}`);
+      if (this.session[state].dirty) await this.#link.host.commit(this.session);
+    } catch (error) {
+      this.#failed(error);
+    } finally {
+      this.#storing = false;
+      if (this.#incoming.length > 0) void this.#store();
+    }
+  }
+
+  /** A store call failed: the connection closes with the reason the client should act on. */
+  #failed(error: unknown): void {
+    if (this.#closed !== undefined) return;
+    if (isStowageError(error, "SESSION_ENDED")) {
+      this.terminate(isReplacedError(error) ? "replaced" : "revoked");
+    } else {
+      this.emit("error", asError(error));
+      this.terminate("unavailable");
+    }
+  }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/** The WebSocket close code of a reason. */
+export function closeCode(reason: CloseReason): number {
+  return reason === "lost" ? 1006 : CLOSE_CODES[reason];
+}

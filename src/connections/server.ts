@@ -1,0 +1,488 @@
+import { randomBytes } from "node:crypto";
+import { isStowageError, StowageError } from "../core/errors.js";
+import { Emitter } from "../core/events.js";
+import { serializeJson, textBytes } from "../core/json.js";
+import type { Sessions } from "../core/manager.js";
+import { OptionChecker } from "../core/options.js";
+import { type Attributes, type ConnectionRef, expiryOf, type JsonValue, type SessionRecord } from "../core/record.js";
+import type { Session } from "../core/session.js";
+import { state } from "../core/session-state.js";
+import type { OutboxLimits, StoreEvent } from "../core/store.js";
+import { newId, verifierOf } from "../core/tokens.js";
+import { type ClientFrame, type Gap, PROTOCOL_VERSION, parseClientFrame, proofText } from "../protocol/frames.js";
+import type { CloseReason } from "../protocol/reasons.js";
+import { Connection, type ConnectionHost } from "./connection.js";
+import { newConnectionId, newNonce, verifyProof } from "./credential.js";
+
+/** Who a new connection belongs to, as `authenticate` says. */
+export interface ConnectionIdentity<A extends object = Attributes> {
+  /** The signed-in user, if any (`endAllForUser` then ends this connection too). */
+  userId?: string;
+  /** Permission level, 0 to 255. @default 0, or the HTTP session's level */
+  level?: number;
+  /** Attributes the connection session starts with. */
+  attributes?: Partial<A>;
+}
+
+/**
+ * Decides who a new connection is: the request it came with (the WebSocket upgrade request) and the HTTP
+ * session its cookie names, or null when there is none. Returning null refuses the connection (`refused`).
+ */
+export type Authenticate<A extends object, R> = (
+  request: R,
+  httpSession: Session<A> | null,
+) => ConnectionIdentity<A> | null | Promise<ConnectionIdentity<A> | null>;
+
+/** Options every connection server takes (stowage/ws adds its transport's). */
+export interface ConnectionOptions<A extends object, R> {
+  /** The session manager; its store keeps connection sessions and their outboxes. */
+  sessions: Sessions<A>;
+  /** Who a new connection is; without it every new connection is anonymous. */
+  authenticate?: Authenticate<A, R>;
+  /** How long a dropped connection's session waits for its client to resume, in ms. @default 120000 */
+  resumeWindowMs?: number;
+  /** Interval of the heartbeat that finds half-open connections, in ms. @default 25000 */
+  heartbeatMs?: number;
+  /** Bounds of each session's outbox; past them a resume reports a gap. @default { maxMessages: 1000, maxBytes: 1 MiB } */
+  replay?: Partial<OutboxLimits>;
+  /** Largest frame accepted from a client, in bytes; a larger one closes it with `malformed`. @default 1 MiB */
+  maxFrameBytes?: number;
+  /** Most connection sessions one user may hold (connected or waiting to resume); more are `limit`. @default no bound */
+  maxConnectionsPerUser?: number;
+  /** How long a client has to say `new` or `resume` after the hello, in ms. @default 10000 */
+  handshakeTimeoutMs?: number;
+  /** This process's name in `ConnectionRef.node`. @default a random one */
+  node?: string;
+}
+
+/** Events of a connection server. */
+export interface ConnectionServerEvents<A extends object> {
+  /** A connection is open: new, or resumed. */
+  connection: Connection<A>;
+  /** A handshake was refused; `id` when it named a session. */
+  rejected: { reason: CloseReason; id?: string };
+  /** A background failure (the store's event subscription, say). */
+  error: Error;
+}
+
+/** The two ends a transport gives the protocol: write a frame, end the connection with a reason. */
+export interface Transport {
+  /** Writes one frame's text. */
+  write(text: string): void;
+  /** Ends the transport, telling the client `reason`. */
+  end(reason: CloseReason): void;
+}
+
+/** The protocol's side of one transport: the transport calls these as frames come and when it ends. */
+export interface Peer {
+  /** One frame's text from the client. */
+  receive(text: string): void;
+  /** The transport is gone (the network, or after `end`). */
+  lost(): void;
+}
+
+const OPTIONS = [
+  "sessions",
+  "authenticate",
+  "resumeWindowMs",
+  "heartbeatMs",
+  "replay",
+  "maxFrameBytes",
+  "maxConnectionsPerUser",
+  "handshakeTimeoutMs",
+  "node",
+] as const;
+
+// Longest a replay or a pump reads from the outbox in one store call.
+const READ_PAGE = 500;
+
+/**
+ * The resume protocol over any transport (docs/resume-protocol.md): the hello and its nonce, a new
+ * connection session or the resume of one (proof checked before anything changes, then a conditional
+ * write that exactly one of two racing resumes wins), the takeover of the previous connection wherever it
+ * is, and the replay of what the client missed. stowage/ws puts WebSocket under it.
+ */
+export class ConnectionServer<A extends object = Attributes, R = unknown> extends Emitter<
+  ConnectionServerEvents<A>
+> {
+  /** The session manager. */
+  readonly sessions: Sessions<A>;
+  /** This process's name in connection records. */
+  readonly node: string;
+  /** Resume window, heartbeat interval and bounds, as given or defaulted. */
+  readonly settings: {
+    readonly resumeWindowMs: number;
+    readonly heartbeatMs: number;
+    readonly replay: OutboxLimits;
+    readonly maxFrameBytes: number;
+    readonly maxConnectionsPerUser: number;
+    readonly handshakeTimeoutMs: number;
+  };
+  readonly #authenticate: Authenticate<A, R> | undefined;
+  readonly #live = new Map<string, Connection<A>>();
+  readonly #pending = new Set<Peer & { abort(): void }>();
+  readonly #host: ConnectionHost<A>;
+  readonly #origin = randomBytes(8).toString("base64url");
+  #unsubscribe: Promise<() => Promise<void>> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: ConnectionOptions<A, R>, extra: readonly string[] = []) {
+    super();
+    const check = new OptionChecker("createConnectionServer", options, [...OPTIONS, ...extra]);
+    const sessions = check.raw("sessions") as Sessions<A> | undefined;
+    if (typeof sessions?.connectionSession !== "function") {
+      throw check.error("sessions must be a session manager (createSessions)");
+    }
+    this.sessions = sessions;
+    const authenticate = check.raw("authenticate");
+    if (authenticate !== undefined && typeof authenticate !== "function") {
+      throw check.error("authenticate must be a function");
+    }
+    this.#authenticate = authenticate as Authenticate<A, R> | undefined;
+    const replay = (check.raw("replay") ?? {}) as Partial<OutboxLimits>;
+    const replayCheck = new OptionChecker("createConnectionServer replay", replay, ["maxMessages", "maxBytes"]);
+    this.settings = {
+      resumeWindowMs: check.ms("resumeWindowMs", 120_000),
+      heartbeatMs: check.ms("heartbeatMs", 25_000),
+      replay: {
+        maxMessages: replayCheck.count("maxMessages", 1000),
+        maxBytes: replayCheck.bytes("maxBytes", 1 << 20),
+      },
+      maxFrameBytes: check.bytes("maxFrameBytes", 1 << 20),
+      maxConnectionsPerUser: check.count("maxConnectionsPerUser", Number.POSITIVE_INFINITY, { infinite: true }),
+      handshakeTimeoutMs: check.ms("handshakeTimeoutMs", 10_000),
+    };
+    this.node = check.text("node", randomBytes(6).toString("base64url"));
+    const store = sessions.store;
+    const limits = this.settings.replay;
+    this.#host = {
+      // A message frame wraps the value in about 40 bytes; both bounds must let one through.
+      maxMessageBytes: Math.min(limits.maxBytes, this.settings.maxFrameBytes - 64),
+      append: (id, texts) => store.outboxAppend(id, texts, limits),
+      read: async (id, after) => (await store.outboxRead(id, after, READ_PAGE)).messages,
+      trim: (id, through) => store.outboxTrim(id, through),
+      commit: (session) => this.sessions.commit(session),
+      closed: (connection) => {
+        if (this.#live.get(connection.id) === connection) this.#live.delete(connection.id);
+      },
+    };
+    this.#subscribe();
+    this.#timer = setInterval(() => this.#tick(), this.settings.heartbeatMs).unref();
+  }
+
+  /** Connections open in this process, by connection session id. */
+  get connections(): ReadonlyMap<string, Connection<A>> {
+    return this.#live;
+  }
+
+  /**
+   * Starts the protocol on a new transport: sends the hello and waits for `new` or `resume`. The
+   * transport passes each frame it receives to the returned peer, and tells it when it is gone.
+   */
+  accept(transport: Transport, request: R): Peer {
+    if (this.#closed) {
+      transport.end("closed");
+      return { receive: () => undefined, lost: () => undefined };
+    }
+    const nonce = newNonce();
+    let connection: Connection<A> | undefined;
+    let handshaking = true;
+    let gone = false;
+    const reject = (reason: CloseReason, id?: string) => {
+      handshaking = false;
+      this.#pending.delete(peer);
+      clearTimeout(timer);
+      this.emit("rejected", id === undefined ? { reason } : { reason, id });
+      if (gone) return;
+      transport.write(`{"t":"rejected","reason":"${reason}"}`);
+      transport.end(reason);
+    };
+    const timer = setTimeout(() => reject("malformed"), this.settings.handshakeTimeoutMs).unref();
+    const peer = {
+      receive: (text: string) => {
+        if (connection) {
+          const frame = parseClientFrame(text);
+          if (frame === undefined || frame.t === "new" || frame.t === "resume") connection.terminate("malformed");
+          else connection.receive(frame);
+          return;
+        }
+        if (!handshaking) return;
+        handshaking = false;
+        clearTimeout(timer);
+        const frame = parseClientFrame(text);
+        if (frame?.t !== "new" && frame?.t !== "resume") return reject("malformed");
+        this.#handshake(frame, nonce, transport, request, () => gone).then(
+          (opened) => {
+            this.#pending.delete(peer);
+            if (typeof opened === "string") return reject(opened, frame.t === "resume" ? frame.id : undefined);
+            connection = opened;
+            if (gone) connection.terminate("lost");
+            else this.emit("connection", connection);
+          },
+          (error: unknown) => {
+            this.emit("error", error instanceof Error ? error : new Error(String(error)));
+            reject("unavailable");
+          },
+        );
+      },
+      lost: () => {
+        gone = true;
+        clearTimeout(timer);
+        this.#pending.delete(peer);
+        connection?.terminate("lost");
+      },
+      abort: () => reject("closed"),
+    };
+    this.#pending.add(peer);
+    transport.write(`{"t":"hello","v":${PROTOCOL_VERSION},"nonce":"${nonce}"}`);
+    return peer;
+  }
+
+  /**
+   * Sends a JSON value to a connection session wherever it is: through its connection when this process
+   * holds it, otherwise into its outbox, with a notice to the process that holds it (or for the resume
+   * that comes). Resolves the message's sequence number; SESSION_ENDED when there is no such session.
+   */
+  async send(sessionId: string, value: JsonValue): Promise<number> {
+    const local = this.#live.get(sessionId);
+    if (local && local.closeReason === undefined) return local.send(value);
+    const text = serializeJson(value, "message");
+    if (textBytes(text) > this.#host.maxMessageBytes) {
+      // Same check and error as Connection.send.
+      throw new StowageError(
+        "INVALID_VALUE",
+        `the message takes more than ${this.#host.maxMessageBytes} bytes (the replay and frame bounds)`,
+      );
+    }
+    const seq = await this.sessions.store.outboxAppend(sessionId, [text], this.settings.replay);
+    await this.sessions.store.publish({ type: "outbox", id: sessionId, at: Date.now(), origin: this.#origin });
+    return seq;
+  }
+
+  /** Closes every connection with `closed` (clients resume elsewhere or later) and stops listening. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    for (const peer of [...this.#pending]) peer.abort();
+    for (const connection of [...this.#live.values()]) connection.terminate("closed");
+    const unsubscribe = this.#unsubscribe;
+    this.#unsubscribe = undefined;
+    if (unsubscribe) await (await unsubscribe.catch(() => async () => undefined))();
+  }
+
+  async #handshake(
+    frame: Extract<ClientFrame, { t: "new" } | { t: "resume" }>,
+    nonce: string,
+    transport: Transport,
+    request: R,
+    gone: () => boolean,
+  ): Promise<Connection<A> | CloseReason> {
+    if (frame.t === "new") return this.#open(frame.key, transport, request);
+    return this.#resume(frame, nonce, transport, gone);
+  }
+
+  /** A new connection session, for whoever `authenticate` says the client is. */
+  async #open(key: string, transport: Transport, request: R): Promise<Connection<A> | CloseReason> {
+    const store = this.sessions.store;
+    let identity: ConnectionIdentity<A> | null = {};
+    let http: Session<A> | null = null;
+    try {
+      http = await this.httpSession(request);
+      if (this.#authenticate) identity = await this.#authenticate(request, http);
+    } catch (error) {
+      if (isStowageError(error, "STORE_UNAVAILABLE")) return "unavailable";
+      throw error;
+    }
+    if (identity === null || typeof identity !== "object") return "refused";
+    const userId = identity.userId;
+    const level = identity.level ?? http?.level ?? 0;
+    if (userId !== undefined && (typeof userId !== "string" || userId.length === 0)) return "refused";
+    if (!Number.isInteger(level) || level < 0 || level > 255) return "refused";
+    const attributes = JSON.parse(serializeJson(identity.attributes ?? {}, "attributes")) as Attributes;
+    const now = this.sessions.now();
+    const ref: ConnectionRef = { id: newConnectionId(), node: this.node, generation: 1, received: 0, key };
+    const record: SessionRecord = {
+      id: newId(),
+      // No token names a connection session; this verifier is of a secret nobody ever sees.
+      verifier: verifierOf(randomBytes(32).toString("base64url")),
+      version: 1,
+      createdAt: now,
+      rotatedAt: now,
+      expiresAt: now + this.sessions.ttl,
+      idleExpiresAt: now + this.settings.resumeWindowMs,
+      level,
+      loginType: userId === undefined ? "unspecified" : (http?.lastLoginType ?? "unspecified"),
+      attributes,
+      connection: ref,
+    };
+    if (userId !== undefined) {
+      record.userId = userId;
+      if (http?.lastLoginAt !== undefined) record.lastLoginAt = http.lastLoginAt;
+    }
+    try {
+      if (userId !== undefined && Number.isFinite(this.settings.maxConnectionsPerUser)) {
+        const held = (await store.listByUser(userId)).filter((r) => r.connection && expiryOf(r) > now);
+        if (held.length >= this.settings.maxConnectionsPerUser) return "limit";
+      }
+      await store.insert(record);
+    } catch (error) {
+      if (isStowageError(error, "STORE_UNAVAILABLE")) return "unavailable";
+      throw error;
+    }
+    const session = this.sessions.connectionSession(record, ref.generation, this.settings.resumeWindowMs);
+    const connection = this.#connect(transport, session, ref, { resumed: false, delivered: 0 });
+    transport.write(`{"t":"welcome","id":"${record.id}"}`);
+    return connection;
+  }
+
+  /**
+   * A resume: the proof is checked against the stored public key before anything is written; then one
+   * conditional write rotates the key, bumps the generation and names this connection the holder. Of two
+   * resumes racing with one credential, the second finds the key changed and its proof no longer good.
+   */
+  async #resume(
+    frame: Extract<ClientFrame, { t: "resume" }>,
+    nonce: string,
+    transport: Transport,
+    gone: () => boolean,
+  ): Promise<Connection<A> | CloseReason> {
+    const store = this.sessions.store;
+    const text = proofText(nonce, frame.id, frame.ack, frame.key);
+    let record: SessionRecord | undefined;
+    let ref: ConnectionRef | undefined;
+    try {
+      for (let attempt = 0; attempt < 16 && ref === undefined; attempt++) {
+        const found = await store.get(frame.id);
+        const held = found?.connection;
+        if (!found || found.via !== undefined || !held) return "expired";
+        if (!frame.proofs.some((proof) => verifyProof(held.key, text, proof))) return "bad-proof";
+        const now = this.sessions.now();
+        if (expiryOf(found) <= now) return "expired";
+        if (gone()) return "closed";
+        const next: ConnectionRef = {
+          id: newConnectionId(),
+          node: this.node,
+          generation: held.generation + 1,
+          received: held.received,
+          key: frame.key,
+        };
+        const idleExpiresAt = now + this.settings.resumeWindowMs;
+        try {
+          const version = await store.commit(
+            frame.id,
+            { meta: { connection: next, idleExpiresAt } },
+            { ifVersion: found.version },
+          );
+          record = { ...found, version, connection: next, idleExpiresAt };
+          ref = next;
+        } catch (error) {
+          if (isStowageError(error, "SESSION_ENDED")) return "expired";
+          if (!isStowageError(error, "VERSION_CONFLICT")) throw error;
+        }
+      }
+      if (!record || !ref) return "unavailable";
+    } catch (error) {
+      if (isStowageError(error, "STORE_UNAVAILABLE")) return "unavailable";
+      throw error;
+    }
+    // The previous holder closes with `replaced`: here at once, elsewhere through the store's events.
+    this.#live.get(frame.id)?.terminate("replaced");
+    store
+      .publish({ type: "replaced", id: frame.id, connection: ref, at: Date.now(), origin: this.#origin })
+      .catch((error: unknown) => this.emit("error", error instanceof Error ? error : new Error(String(error))));
+    let page: Awaited<ReturnType<typeof store.outboxRead>>;
+    try {
+      page = await store.outboxRead(frame.id, frame.ack, READ_PAGE);
+    } catch (error) {
+      // The key has rotated: the client must hear so (resumed) before it is told to come back later.
+      transport.write(`{"t":"resumed","id":"${frame.id}","ack":${ref.received}}`);
+      if (isStowageError(error, "STORE_UNAVAILABLE")) return "unavailable";
+      throw error;
+    }
+    if (frame.ack > page.last) return "malformed";
+    const gap: Gap | undefined =
+      page.droppedThrough > frame.ack ? { after: frame.ack, through: page.droppedThrough } : undefined;
+    const session = this.sessions.connectionSession(record, ref.generation, this.settings.resumeWindowMs);
+    const connection = this.#connect(transport, session, ref, {
+      resumed: true,
+      delivered: frame.ack,
+      ...(gap ? { gap } : {}),
+    });
+    transport.write(
+      `{"t":"resumed","id":"${frame.id}","ack":${ref.received}${gap ? `,"gap":${JSON.stringify(gap)}` : ""}}`,
+    );
+    // What the client has is acknowledged by its resume; the rest is replayed, then whatever comes next.
+    if (frame.ack > 0) store.outboxTrim(frame.id, frame.ack).catch(() => undefined);
+    void connection.pump();
+    return connection;
+  }
+
+  #connect(
+    transport: Transport,
+    session: Session<A>,
+    ref: ConnectionRef,
+    init: ConstructorParameters<typeof Connection<A>>[3],
+  ): Connection<A> {
+    const connection = new Connection<A>(
+      { write: (text) => transport.write(text), end: (reason) => transport.end(reason), host: this.#host },
+      session,
+      ref,
+      init,
+    );
+    this.#live.get(session.id)?.terminate("replaced");
+    this.#live.set(session.id, connection);
+    return connection;
+  }
+
+  /**
+   * The HTTP session the request's token names, for `authenticate`; null when there is none. A transport
+   * that carries HTTP requests (stowage/ws) reads the cookie here.
+   */
+  protected httpSession(_request: R): Promise<Session<A> | null> {
+    return Promise.resolve(null);
+  }
+
+  /** The heartbeat's other half: keeps live sessions from idling out, closes those that expired. */
+  #tick(): void {
+    const now = this.sessions.now();
+    for (const connection of [...this.#live.values()]) {
+      const s = connection.session[state];
+      if (s.expiresAt <= now) {
+        connection.terminate("expired");
+        continue;
+      }
+      this.sessions.commit(connection.session).catch((error: unknown) => {
+        if (isStowageError(error, "SESSION_ENDED")) connection.terminate("revoked");
+      });
+    }
+  }
+
+  #subscribe(): void {
+    this.#unsubscribe = this.sessions.store.subscribe((event) => this.#heard(event));
+    this.#unsubscribe.catch((error: unknown) => {
+      this.#unsubscribe = undefined;
+      this.emit("error", error instanceof Error ? error : new Error(String(error)));
+    });
+  }
+
+  #heard(event: StoreEvent): void {
+    const connection = this.#live.get(event.id);
+    if (!connection) return;
+    switch (event.type) {
+      case "ended":
+      case "revoked":
+        connection.terminate("revoked");
+        break;
+      case "replaced":
+        if (event.connection && event.connection.generation > connection.ref.generation) {
+          connection.terminate("replaced");
+        }
+        break;
+      case "outbox":
+        void connection.pump();
+        break;
+    }
+  }
+}
