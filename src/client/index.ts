@@ -110,7 +110,9 @@ export class ClientConnection {
     this.#url = url;
     const WebSocketCtor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketClass }).WebSocket;
     if (typeof WebSocketCtor !== "function") {
-      throw new TypeError("connect needs a WebSocket class: pass { WebSocket } from the ws package on Node 20");
+      throw new TypeError(
+        "connect needs a WebSocket class: pass { WebSocket } from the ws package on Node 20",
+      );
     }
     this.#WebSocket = WebSocketCtor;
     this.#heartbeatMs = options.heartbeatMs ?? 25_000;
@@ -304,8 +306,8 @@ export class ClientConnection {
 
   #scheduleAck(socket: WebSocketLike): void {
     // Acks are gathered: one per 32 messages, or 50 ms after the last one.
-    if (this.#received - this.#ackedSent >= 32) return this.#sendAck(socket);
-    this.#ackTimer ??= setTimeout(() => this.#sendAck(socket), 50);
+    if (this.#received - this.#ackedSent >= 32) this.#sendAck(socket);
+    else this.#ackTimer ??= setTimeout(() => this.#sendAck(socket), 50);
   }
 
   #sendAck(socket: WebSocketLike): void {

@@ -162,11 +162,12 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
     if (frame.t === "ping") {
       this.#link.write('{"t":"pong"}');
     } else if (frame.t === "ack") {
-      if (frame.s > this.#delivered) return this.terminate("malformed");
-      if (frame.s > this.#acked) this.#ackedThrough(frame.s);
+      if (frame.s > this.#delivered) this.terminate("malformed");
+      else if (frame.s > this.#acked) this.#ackedThrough(frame.s);
     } else if (frame.s <= this.#accepted) {
       // Sent again after a resume: handled already (or about to be). The ack tells the client so.
-      if (!this.#storing && this.#incoming.length === 0) this.#link.write(`{"t":"ack","s":${this.#ref.received}}`);
+      if (!this.#storing && this.#incoming.length === 0)
+        this.#link.write(`{"t":"ack","s":${this.#ref.received}}`);
     } else if (frame.s !== this.#accepted + 1) {
       this.terminate("malformed");
     } else {
@@ -230,7 +231,7 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
           void this.pump();
         }
       }
-      batch.forEach((p, i) => p.resolve(first + i));
+      for (let i = 0; i < batch.length; i++) batch[i]!.resolve(first + i);
     } catch (error) {
       for (const p of batch) p.reject(error);
     } finally {

@@ -4,12 +4,24 @@ import { Emitter } from "../core/events.js";
 import { serializeJson, textBytes } from "../core/json.js";
 import type { Sessions } from "../core/manager.js";
 import { OptionChecker } from "../core/options.js";
-import { type Attributes, type ConnectionRef, expiryOf, type JsonValue, type SessionRecord } from "../core/record.js";
+import {
+  type Attributes,
+  type ConnectionRef,
+  expiryOf,
+  type JsonValue,
+  type SessionRecord,
+} from "../core/record.js";
 import type { Session } from "../core/session.js";
 import { state } from "../core/session-state.js";
 import type { OutboxLimits, StoreEvent } from "../core/store.js";
 import { newId, verifierOf } from "../core/tokens.js";
-import { type ClientFrame, type Gap, PROTOCOL_VERSION, parseClientFrame, proofText } from "../protocol/frames.js";
+import {
+  type ClientFrame,
+  type Gap,
+  PROTOCOL_VERSION,
+  parseClientFrame,
+  proofText,
+} from "../protocol/frames.js";
 import type { CloseReason } from "../protocol/reasons.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { newConnectionId, newNonce, verifyProof } from "./credential.js";
@@ -141,7 +153,10 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     }
     this.#authenticate = authenticate as Authenticate<A, R> | undefined;
     const replay = (check.raw("replay") ?? {}) as Partial<OutboxLimits>;
-    const replayCheck = new OptionChecker("createConnectionServer replay", replay, ["maxMessages", "maxBytes"]);
+    const replayCheck = new OptionChecker("createConnectionServer replay", replay, [
+      "maxMessages",
+      "maxBytes",
+    ]);
     this.settings = {
       resumeWindowMs: check.ms("resumeWindowMs", 120_000),
       heartbeatMs: check.ms("heartbeatMs", 25_000),
@@ -150,7 +165,9 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
         maxBytes: replayCheck.bytes("maxBytes", 1 << 20),
       },
       maxFrameBytes: check.bytes("maxFrameBytes", 1 << 20),
-      maxConnectionsPerUser: check.count("maxConnectionsPerUser", Number.POSITIVE_INFINITY, { infinite: true }),
+      maxConnectionsPerUser: check.count("maxConnectionsPerUser", Number.POSITIVE_INFINITY, {
+        infinite: true,
+      }),
       handshakeTimeoutMs: check.ms("handshakeTimeoutMs", 10_000),
     };
     this.node = check.text("node", randomBytes(6).toString("base64url"));
@@ -203,7 +220,8 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
       receive: (text: string) => {
         if (connection) {
           const frame = parseClientFrame(text);
-          if (frame === undefined || frame.t === "new" || frame.t === "resume") connection.terminate("malformed");
+          if (frame === undefined || frame.t === "new" || frame.t === "resume")
+            connection.terminate("malformed");
           else connection.receive(frame);
           return;
         }
@@ -215,7 +233,8 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
         this.#handshake(frame, nonce, transport, request, () => gone).then(
           (opened) => {
             this.#pending.delete(peer);
-            if (typeof opened === "string") return reject(opened, frame.t === "resume" ? frame.id : undefined);
+            if (typeof opened === "string")
+              return reject(opened, frame.t === "resume" ? frame.id : undefined);
             connection = opened;
             if (gone) connection.terminate("lost");
             else this.emit("connection", connection);
@@ -256,7 +275,12 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
       );
     }
     const seq = await this.sessions.store.outboxAppend(sessionId, [text], this.settings.replay);
-    await this.sessions.store.publish({ type: "outbox", id: sessionId, at: Date.now(), origin: this.#origin });
+    await this.sessions.store.publish({
+      type: "outbox",
+      id: sessionId,
+      at: Date.now(),
+      origin: this.#origin,
+    });
     return seq;
   }
 
@@ -391,7 +415,9 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     this.#live.get(frame.id)?.terminate("replaced");
     store
       .publish({ type: "replaced", id: frame.id, connection: ref, at: Date.now(), origin: this.#origin })
-      .catch((error: unknown) => this.emit("error", error instanceof Error ? error : new Error(String(error))));
+      .catch((error: unknown) =>
+        this.emit("error", error instanceof Error ? error : new Error(String(error))),
+      );
     let page: Awaited<ReturnType<typeof store.outboxRead>>;
     try {
       page = await store.outboxRead(frame.id, frame.ack, READ_PAGE);

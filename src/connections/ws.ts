@@ -8,6 +8,8 @@ import type { CloseReason } from "../protocol/reasons.js";
 import { closeCode } from "./connection.js";
 import { type ConnectionOptions, ConnectionServer } from "./server.js";
 
+export type { CloseReason } from "../protocol/reasons.js";
+export { isRetryable } from "../protocol/reasons.js";
 export { Connection, type ConnectionEvents } from "./connection.js";
 export type {
   Authenticate,
@@ -18,11 +20,10 @@ export type {
   Transport,
 } from "./server.js";
 export { ConnectionServer } from "./server.js";
-export type { CloseReason } from "../protocol/reasons.js";
-export { isRetryable } from "../protocol/reasons.js";
 
 /** Options of `createConnectionServer`: the protocol's, and where the WebSocket endpoint is. */
-export interface WsConnectionOptions<A extends object = Attributes> extends ConnectionOptions<A, IncomingMessage> {
+export interface WsConnectionOptions<A extends object = Attributes>
+  extends ConnectionOptions<A, IncomingMessage> {
   /** An http.Server to take WebSocket upgrades from (on `path`); or give `port`. */
   server?: Server;
   /** Path of the endpoint; upgrades to other paths are left to other handlers. @default "/live" */
@@ -151,7 +152,9 @@ export class WsConnectionServer<A extends object = Attributes> extends Connectio
     for (const ws of this.#wss.clients) ws.terminate();
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
     if (this.#own && this.server.listening) {
-      await new Promise<void>((resolve) => this.server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      this.server.closeAllConnections();
+      await closed;
     }
   }
 }

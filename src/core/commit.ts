@@ -160,7 +160,12 @@ export class CommitEngine {
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
-        return deltaWritten(s, delta, idle, await this.#store.commit(s.storedId!, delta, { ifVersion: s.version }));
+        return deltaWritten(
+          s,
+          delta,
+          idle,
+          await this.#store.commit(s.storedId!, delta, { ifVersion: s.version }),
+        );
       } catch (error) {
         if (!isStowageError(error, "VERSION_CONFLICT")) throw error;
       }

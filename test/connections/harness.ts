@@ -2,10 +2,14 @@ import { createConnection as connectTcp, createServer, type Server, type Socket 
 import WebSocket from "ws";
 import { type ClientConnection, type ClientEvents, connect } from "../../src/client/index.js";
 import type { Connection } from "../../src/connections/connection.js";
-import { createConnectionServer, type WsConnectionOptions, type WsConnectionServer } from "../../src/connections/ws.js";
+import {
+  createConnectionServer,
+  type WsConnectionOptions,
+  type WsConnectionServer,
+} from "../../src/connections/ws.js";
 import type { Sessions } from "../../src/core/manager.js";
-import { createSessions } from "../../src/index.js";
 import type { SessionStore } from "../../src/core/store.js";
+import { createSessions } from "../../src/index.js";
 
 /**
  * A TCP proxy between a client and the server, so a test can cut the network for real: `cut()` destroys
@@ -15,6 +19,7 @@ import type { SessionStore } from "../../src/core/store.js";
 export class CutProxy {
   readonly #server: Server;
   readonly #pairs = new Set<[Socket, Socket]>();
+  readonly #stalled = new Set<[Socket, Socket]>();
   #refusing = false;
   port = 0;
 
@@ -58,6 +63,7 @@ export class CutProxy {
       b.unpipe(a);
       a.pause();
       b.pause();
+      this.#stalled.add([a, b]);
     }
     this.#pairs.clear();
   }
@@ -69,6 +75,10 @@ export class CutProxy {
 
   async stop(): Promise<void> {
     this.cut();
+    for (const [a, b] of this.#stalled) {
+      a.destroy();
+      b.destroy();
+    }
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 }
@@ -132,7 +142,11 @@ export function recordConnections(live: WsConnectionServer) {
   return seen;
 }
 
-export async function waitUntil<T>(fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 5000, what = "condition"): Promise<T> {
+export async function waitUntil<T>(
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
+  ms = 5000,
+  what = "condition",
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const value = await fn();
