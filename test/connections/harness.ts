@@ -23,7 +23,7 @@ export class CutProxy {
   #refusing = false;
   port = 0;
 
-  constructor(readonly targetPort: number) {
+  constructor(public targetPort: number) {
     this.#server = createServer((client) => {
       if (this.#refusing) return client.destroy();
       const upstream = connectTcp(this.targetPort, "127.0.0.1");
