@@ -42,7 +42,11 @@ const ALLOWED: Record<string, string[]> = {
   http: ["core"],
   conformance: ["core"],
   metrics: ["core"],
-  demo: ["root", "core", "http", "stores", "metrics"],
+  // The protocol imports nothing, so the browser client can load it; connections put it over core.
+  protocol: [],
+  client: ["protocol"],
+  connections: ["core", "http", "protocol"],
+  demo: ["root", "core", "http", "stores", "metrics", "connections"],
   cli: ["root", "core", "http", "stores", "demo"],
   root: ["core", "stores"],
 };
@@ -79,6 +83,26 @@ describe("layers", () => {
       }
     }
     expect(wrong).toEqual([]);
+  });
+
+  it("the client loads in a browser: nothing it reaches imports a Node built-in or a package", () => {
+    const reached = new Set<string>();
+    const visit = (module: string) => {
+      if (reached.has(module)) return;
+      reached.add(module);
+      for (const target of graph.get(module) ?? []) visit(target);
+    };
+    visit("client/index");
+    expect([...reached].sort()).toEqual(["client/index", "protocol/frames", "protocol/reasons"]);
+    const bare: string[] = [];
+    for (const module of reached) {
+      const text = readFileSync(join(SRC, `${module}.ts`), "utf8");
+      for (const match of text.matchAll(IMPORT)) {
+        const spec = match[1] ?? match[2]!;
+        if (!spec.startsWith(".")) bare.push(`${module} -> ${spec}`);
+      }
+    }
+    expect(bare).toEqual([]);
   });
 
   it("no import cycles", () => {

@@ -28,7 +28,7 @@ const { createRequire } = require("node:module");
 const load = createRequire(${JSON.stringify(join(process.cwd(), "package.json"))});
 const subpaths = ["stowage", "stowage/sqlite", "stowage/redis", "stowage/postgres", "stowage/http",
   "stowage/express", "stowage/fastify", "stowage/hono", "stowage/conformance", "stowage/prometheus",
-  "stowage/opentelemetry"];
+  "stowage/opentelemetry", "stowage/ws", "stowage/client"];
 const names = {};
 for (const name of subpaths) {
   const path = load.resolve(name);
@@ -64,4 +64,8 @@ for (const name of subpaths) {
   expect(names["stowage/conformance"]).toContain("runStoreConformance");
   expect(names["stowage/prometheus"]).toEqual(["collectMetrics"]);
   expect(names["stowage/opentelemetry"]).toEqual(["instrumentSessions"]);
+  expect(names["stowage/ws"]).toEqual(
+    expect.arrayContaining(["createConnectionServer", "ConnectionServer", "Connection", "isRetryable"]),
+  );
+  expect(names["stowage/client"]).toEqual(["ClientConnection", "connect", "isRetryable"]);
 });

@@ -358,11 +358,6 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     return this.#clock.now();
   }
 
-  /** @internal Counts, emits and publishes a session that ended (the connection layer ends its own). */
-  endedNotice(id: string, userId: string | undefined): Promise<void> {
-    return this.#ended(id, userId);
-  }
-
   /** Live sessions of one user, oldest first. */
   async listForUser(userId: string): Promise<SessionInfo[]> {
     // No session can be signed in as text `login` refuses; a store might match it to a mangled spelling.

@@ -4,6 +4,7 @@ import type { Sessions } from "../core/manager.js";
 import type { SessionStore } from "../core/store.js";
 import { withSessions } from "../http/index.js";
 import { createSessions } from "../index.js";
+import { attachLive } from "./live.js";
 import type { Reply } from "./respond.js";
 import { type DemoAttributes, demoRoutes } from "./routes.js";
 
@@ -59,16 +60,22 @@ async function metricsRoute(sessions: Sessions<DemoAttributes>): Promise<(() => 
 }
 
 /**
- * Starts the demo web app: sign in by name, the current session, a counter kept in the session, and the
- * list of your devices with revoke.
+ * Starts the demo web app: sign in by name, the current session, a counter kept in the session, the
+ * list of your devices with revoke, and a live panel (a resumable WebSocket at /live) that shows the
+ * counter as other devices change it and survives dropped networks and server restarts.
  *
  * @example
  * const demo = await startDemo({ store: new SqliteStore({ path: "./data/sessions.db" }), port: 3000 });
  */
 export async function startDemo(options: DemoOptions): Promise<Demo> {
   const sessions = createSessions<DemoAttributes>({ store: options.store });
-  const handler = withSessions(sessions, demoRoutes(sessions, { metrics: await metricsRoute(sessions) }));
-  const server = createServer(handler);
+  const server = createServer();
+  const { live, hooks } = attachLive(sessions, server);
+  const handler = withSessions(
+    sessions,
+    demoRoutes(sessions, { metrics: await metricsRoute(sessions), live: hooks }),
+  );
+  server.on("request", handler);
   const host = options.host ?? "localhost";
   const extra: Server[] = [];
   try {
@@ -76,12 +83,15 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
     if (host === "localhost") {
       // The same port on IPv6 loopback too, where the machine has one.
       const v6 = createServer(handler);
+      // Its WebSocket upgrades go to the same live endpoint.
+      v6.on("upgrade", (...args) => server.emit("upgrade", ...args));
       await listen(v6, (server.address() as AddressInfo).port, "::1").then(
         () => extra.push(v6),
         () => undefined,
       );
     }
   } catch (error) {
+    await live.close();
     await sessions.close();
     throw error;
   }
@@ -99,7 +109,10 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
     server,
     sessions,
     close() {
-      closing ??= Promise.all([server, ...extra].map(stop)).then(() => sessions.close());
+      closing ??= live
+        .close()
+        .then(() => Promise.all([server, ...extra].map(stop)))
+        .then(() => sessions.close());
       return closing;
     },
   };

@@ -7,10 +7,11 @@ export interface Reply {
   body: string;
 }
 
-// The pages load nothing but their own stylesheet and post only to themselves.
+// The pages load nothing but their own stylesheet and scripts, post only to themselves and open a
+// WebSocket only to their own host (the live panel).
 const PAGE_HEADERS = {
   "Content-Security-Policy":
-    "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   "X-Content-Type-Options": "nosniff",
   "Referrer-Policy": "same-origin",
   "Cache-Control": "no-store",

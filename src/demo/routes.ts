@@ -4,6 +4,7 @@ import type { Sessions } from "../core/manager.js";
 import type { Session } from "../core/session.js";
 import { deviceLabel } from "./device.js";
 import { FormError, readForm } from "./form.js";
+import type { LiveHooks } from "./live.js";
 import { asset, page, type Reply, redirect, send } from "./respond.js";
 import { checkName, signInAllowed, signInToken } from "./sign-in.js";
 import { STYLE } from "./style.js";
@@ -14,6 +15,8 @@ export interface DemoAttributes {
   counter: number;
   device: string;
   flash: Flash;
+  /** On a live panel's connection session: the id of the HTTP session (the device) that opened it. */
+  opener: string;
 }
 
 /** The session as the HTTP layer hands it over: the store is read at the first `await`. */
@@ -35,18 +38,21 @@ const PREFIX_RE = /^[A-Za-z0-9_-]{8}$/;
 /** The demo's request handler, for the HTTP layer's `withSessions`. */
 export function demoRoutes(
   sessions: Sessions<DemoAttributes>,
-  options: { metrics?: () => Promise<Reply> } = {},
+  options: { metrics?: () => Promise<Reply>; live?: LiveHooks } = {},
 ): (req: Req, res: ServerResponse, lazy: DemoSession) => Promise<void> {
   const metrics = options.metrics;
+  const live = options.live ?? QUIET;
+  const assets = Object.fromEntries(Object.entries(live.assets).map(([path, get]) => [path, { GET: get }]));
   const routes: Record<string, Partial<Record<"GET" | "POST", Route>>> = {
     ...(metrics ? { "/metrics": { GET: metrics } } : {}),
+    ...assets,
     "/": { GET: home },
     "/devices": { GET: devices(sessions) },
     "/style.css": { GET: async () => asset("text/css; charset=utf-8", STYLE) },
     "/login": { POST: login },
-    "/counter": { POST: post(increment, true) },
-    "/devices/revoke": { POST: post(revoke(sessions), true) },
-    "/logout": { POST: post(logout, true) },
+    "/counter": { POST: post(increment(live), true) },
+    "/devices/revoke": { POST: post(revoke(sessions, live), true) },
+    "/logout": { POST: post(logout(live), true) },
     "/logout-all": { POST: post(logoutEverywhere(sessions), true) },
   };
 
@@ -109,7 +115,7 @@ function devices(sessions: Sessions<DemoAttributes>): Route {
     const user = session.userId;
     if (user === undefined) return redirect("/");
     const flash = takeFlash(session);
-    const list = await sessions.listForUser(user);
+    const list = (await sessions.listForUser(user)).filter((info) => info.kind === "http");
     const rows = list.map((info) => ({
       idPrefix: info.id.slice(0, ID_PREFIX_LENGTH),
       device: typeof info.attributes.device === "string" ? info.attributes.device : "Unknown device",
@@ -164,24 +170,34 @@ function post(action: Action, needsUser: boolean): Route {
   };
 }
 
-async function increment(session: Session<DemoAttributes>): Promise<Reply> {
-  await session.update("counter", (n) => (n ?? 0) + 1);
-  return redirect("/");
+/** Without a live endpoint (tests of the routes alone): no pushes, no panels to end, no scripts. */
+const QUIET: LiveHooks = { notify: async () => undefined, endDevice: async () => undefined, assets: {} };
+
+function increment(live: LiveHooks): Action {
+  return async (session) => {
+    const counter = await session.update("counter", (n) => (n ?? 0) + 1);
+    // Every live panel of the user shows it, this device's included (its page reloads anyway).
+    await live.notify(session.userId!, { counter });
+    return redirect("/");
+  };
 }
 
-function revoke(sessions: Sessions<DemoAttributes>): Action {
+function revoke(sessions: Sessions<DemoAttributes>, live: LiveHooks): Action {
   return async (session, form) => {
     const prefix = form.get("id") ?? "";
     // Only the user's own sessions can match, so no one can end another user's session.
-    const mine = PREFIX_RE.test(prefix) ? await sessions.listForUser(session.userId!) : [];
+    const all = PREFIX_RE.test(prefix) ? await sessions.listForUser(session.userId!) : [];
+    const mine = all.filter((info) => info.kind === "http");
     const matches = mine.filter((info) => info.id.startsWith(prefix));
     const target = matches.length === 1 ? matches[0]! : undefined;
     if (!target) {
       session.set("flash", { kind: "warn", text: "That device is no longer signed in." });
     } else if (target.id === session.id) {
+      await live.endDevice(session.userId!, session.id);
       session.end();
       return redirect("/");
     } else {
+      await live.endDevice(session.userId!, target.id);
       await sessions.end(target.id);
       const device = typeof target.attributes.device === "string" ? target.attributes.device : "The device";
       session.set("flash", { kind: "ok", text: `${device} (${prefix}) is signed out.` });
@@ -190,9 +206,12 @@ function revoke(sessions: Sessions<DemoAttributes>): Action {
   };
 }
 
-async function logout(session: Session<DemoAttributes>): Promise<Reply> {
-  session.end();
-  return redirect("/");
+function logout(live: LiveHooks): Action {
+  return async (session) => {
+    await live.endDevice(session.userId!, session.id);
+    session.end();
+    return redirect("/");
+  };
 }
 
 function logoutEverywhere(sessions: Sessions<DemoAttributes>): Action {

@@ -76,5 +76,14 @@ ul.devices li:last-child { padding-bottom: 0; }
   color: var(--warn-text); border: 1px solid #f3d5bd; }
 .flash.ok { background: var(--ok-bg); color: var(--ok-text); border-color: #c3e3cd; }
 footer { color: var(--muted); font-size: 13px; text-align: center; margin-top: 8px; }
+.live-state { margin: 0 0 8px; font-weight: 600; overflow-wrap: anywhere; }
+.live-state::before { content: ""; display: inline-block; width: 10px; height: 10px; border-radius: 50%;
+  margin-right: 8px; background: var(--muted); vertical-align: 0; }
+.live[data-state="connected"] .live-state::before, .live[data-state="resumed"] .live-state::before {
+  background: #2f9e55; }
+.live[data-state="reconnecting"] .live-state::before { background: #d98a1c; }
+.live[data-state="closed"] .live-state::before { background: var(--accent); }
+.live-log { margin: 0; padding: 0; list-style: none; color: var(--muted); font-size: 14px; max-height: 180px;
+  overflow-y: auto; overflow-wrap: anywhere; }
 .error-code { font-size: 48px; font-weight: 800; color: var(--accent); line-height: 1; margin-bottom: 10px; }
 `;

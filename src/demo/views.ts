@@ -122,6 +122,12 @@ export function sessionPage(v: SessionView): string {
 <div><h2>Counter</h2><div class="value" id="counter">${v.counter}</div></div>
 <form method="post" action="/counter">${csrfField(v.csrf)}<button type="submit">+1</button></form>
 </section>
+<section class="card live" id="live" data-state="connecting">
+<h2>Live</h2>
+<p class="live-state" id="live-state" role="status">Connecting…</p>
+<ul class="live-log" id="live-log"></ul>
+</section>
+<script type="module" src="/live.js"></script>
 ${signOutCard(v.csrf)}`,
   );
 }

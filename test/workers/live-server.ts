@@ -17,5 +17,8 @@ live.on("connection", (conn) => {
 await live.ready;
 say({ event: "listening", port: live.address().port });
 process.on("SIGTERM", () => {
-  void live.close().then(() => sessions.close()).then(() => process.exit(0));
+  void live
+    .close()
+    .then(() => sessions.close())
+    .then(() => process.exit(0));
 });
