@@ -136,7 +136,7 @@ export function deltaTests({ it, expect }: ConformanceRunner, getStore: StoreGet
     connection.id = "c2";
     const got = await store.get(record.id);
     expect(got?.attributes).toEqual({ value: { list: [1, 2] } });
-    expect(got?.connection).toEqual({ id: "c1", node: "n1" });
+    expect(got?.connection).toEqual({ id: "c1", node: "n1", generation: 1, received: 0, key: "k0" });
   });
 
   it("touch moves idleExpiresAt without a version bump", async () => {

@@ -274,9 +274,10 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
       s.dirty = true;
       await this.#link.host.commit(this.session);
       this.#ref = ref;
-      if (this.#closed !== undefined) return;
+      // Stored as processed here, so handled here, even if the network dropped meanwhile: a resume will
+      // not bring these again.
       for (const frame of batch) this.emit("message", frame.d);
-      this.#link.write(`{"t":"ack","s":${through}}`);
+      if (this.#closed === undefined) this.#link.write(`{"t":"ack","s":${through}}`);
       if (this.session[state].dirty) await this.#link.host.commit(this.session);
     } catch (error) {
       this.#failed(error);

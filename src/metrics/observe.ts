@@ -34,6 +34,9 @@ const OPERATIONS = [
   "deleteByUser",
   "sweep",
   "lock",
+  "outboxAppend",
+  "outboxRead",
+  "outboxTrim",
   "publish",
   "subscribe",
 ] as const;
