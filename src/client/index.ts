@@ -268,6 +268,8 @@ export class ClientConnection {
     }
   }
 
+  /** The next resume's key pair, made while the connection is idle so a resume need only sign. */
+  #spare: Promise<KeyPair> | undefined;
   /** The key offered in the resume awaiting its answer. */
   #nextKey: KeyPair | undefined;
   /** Keys offered in resumes whose answer never came: the server may hold any of them. */
@@ -280,7 +282,8 @@ export class ClientConnection {
       return;
     }
     // The next key pair is made now and used once the server confirms: the credential rotates every resume.
-    const next = await newKeyPair();
+    const next = await (this.#spare ?? newKeyPair());
+    this.#spare = undefined;
     const text = proofText(nonce, this.#id, this.#received, next.publicKey);
     const keys = [this.#key, ...this.#unconfirmed];
     const proofs = await Promise.all(keys.map((key) => sign(key.privateKey, text)));
@@ -292,6 +295,11 @@ export class ClientConnection {
 
   #opened(resumed: boolean, gap?: Gap): void {
     this.#ready = true;
+    this.#spare ??= newKeyPair();
+    // A failure here only means the resume makes its own key pair.
+    this.#spare.catch(() => {
+      this.#spare = undefined;
+    });
     this.#attempt = 0;
     this.#state = "open";
     if (gap && gap.through > this.#received) this.#received = gap.through;
