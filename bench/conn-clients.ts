@@ -68,7 +68,8 @@ process.on("message", (message: { expect?: number; storm?: true }) => {
           latencies.push(performance.now() - dialAt);
           if (++back === total) {
             latencies.sort((a, b) => a - b);
-            const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
+            const at = (q: number) =>
+              latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
             send({ resumed: back, ms: performance.now() - started, p50: at(0.5), p99: at(0.99) });
           }
         });
@@ -92,7 +93,8 @@ process.on("message", (message: { expect?: number; storm?: true }) => {
         offReconnecting();
         if (++resumed === total) {
           latencies.sort((a, b) => a - b);
-          const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
+          const at = (q: number) =>
+            latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
           const cpu = process.cpuUsage(cpuBefore);
           const cpuMs = (cpu.user + cpu.system) / 1000;
           send({ resumed, ms: performance.now() - started, p50: at(0.5), p99: at(0.99), cpuMs });
@@ -102,9 +104,12 @@ process.on("message", (message: { expect?: number; storm?: true }) => {
     const reasons = new Map<string, number>();
     for (const conn of clients) {
       conn.on("closed", ({ reason }) => reasons.set(reason, (reasons.get(reason) ?? 0) + 1));
-      conn.on("reconnecting", ({ reason }) => reasons.set(`retry:${reason}`, (reasons.get(`retry:${reason}`) ?? 0) + 1));
+      conn.on("reconnecting", ({ reason }) =>
+        reasons.set(`retry:${reason}`, (reasons.get(`retry:${reason}`) ?? 0) + 1),
+      );
     }
-    if (process.env.STORM_DEBUG) setInterval(() => console.error("storm", resumed, [...reasons]), 2000).unref();
+    if (process.env.STORM_DEBUG)
+      setInterval(() => console.error("storm", resumed, [...reasons]), 2000).unref();
     send({ armed: true });
   }
 });

@@ -4,11 +4,11 @@
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Server as SocketIoServer, type Socket } from "socket.io";
+import { type Socket, Server as SocketIoServer } from "socket.io";
 import { createSessions, MemoryStore, type SessionStore } from "stowage";
 import { RedisStore } from "stowage/redis";
 import { type Connection, createConnectionServer } from "stowage/ws";
-import { WebSocketServer, type WebSocket } from "ws";
+import { type WebSocket, WebSocketServer } from "ws";
 
 const [kind, redisUrl] = process.argv.slice(2) as [string, string];
 const send = (message: unknown) => process.send!(message);
@@ -57,7 +57,8 @@ if (kind.startsWith("stowage")) {
       const n = Math.min(256, per - sent);
       for (const ws of sockets) for (let i = 0; i < n; i++) ws.send(JSON.stringify({ n: sent + i + 1 }));
       // Wait for the kernel to take what is queued, as a server under backpressure would.
-      while ([...sockets].some((ws) => ws.bufferedAmount > 1 << 20)) await new Promise((r) => setImmediate(r));
+      while ([...sockets].some((ws) => ws.bufferedAmount > 1 << 20))
+        await new Promise((r) => setImmediate(r));
       await new Promise((r) => setImmediate(r));
     }
   };
@@ -90,24 +91,32 @@ http.prependListener("upgrade", (_request, socket) => {
 });
 
 http.listen(0, "127.0.0.1", 4096, () => send({ port: (http.address() as AddressInfo).port }));
-process.on("message", async (message: { rss?: true; send?: number; count?: true; cpu?: true; drop?: true }) => {
-  if (message.drop) {
-    for (const socket of upgraded) socket.destroy();
-    send({ dropped: true });
-  } else if (message.cpu) {
-    const { user, system } = process.cpuUsage();
-    send({ cpu: (user + system) / 1000 });
-  } else if (message.rss) {
-    gc();
-    gc();
-    await new Promise((r) => setTimeout(r, 200));
-    gc();
-    send({ rss: process.memoryUsage().rss, connections: count() });
-  } else if (message.count) {
-    send({ connections: count() });
-  } else if (message.send !== undefined) {
-    const started = performance.now();
-    await sendAll(message.send);
-    send({ sent: count() * message.send, ms: performance.now() - started });
-  }
-});
+process.on(
+  "message",
+  async (message: { rss?: true; send?: number; count?: true; cpu?: true; drop?: true }) => {
+    if (message.drop) {
+      for (const socket of upgraded) socket.destroy();
+      send({ dropped: true });
+    } else if (message.cpu) {
+      const { user, system } = process.cpuUsage();
+      send({ cpu: (user + system) / 1000 });
+    } else if (message.rss) {
+      gc();
+      gc();
+      await new Promise((r) => setTimeout(r, 200));
+      gc();
+      send({
+        rss: process.memoryUsage().rss,
+        heap: process.memoryUsage().heapUsed,
+        external: process.memoryUsage().external,
+        connections: count(),
+      });
+    } else if (message.count) {
+      send({ connections: count() });
+    } else if (message.send !== undefined) {
+      const started = performance.now();
+      await sendAll(message.send);
+      send({ sent: count() * message.send, ms: performance.now() - started });
+    }
+  },
+);

@@ -18,7 +18,7 @@ const REDIS_URL = process.env.STOWAGE_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A TCP proxy whose connections can be dropped and refused, as a network that goes away. */
-class Proxy {
+class TcpProxy {
   readonly #server: Server;
   readonly #open = new Set<Socket>();
   refusing = false;
@@ -83,7 +83,7 @@ async function scenario(
   clientSend: (n: number) => void,
   atClient: number[],
   atServer: number[],
-  proxy: Proxy,
+  proxy: TcpProxy,
 ): Promise<Recovery> {
   let lastAt = 0;
   const watch = setInterval(() => {
@@ -103,7 +103,10 @@ async function scenario(
   }
   const reconnectAt = await reconnected;
   const deadline = performance.now() + 5000;
-  while (performance.now() < deadline && (new Set(atClient).size < MESSAGES || new Set(atServer).size < MESSAGES)) {
+  while (
+    performance.now() < deadline &&
+    (new Set(atClient).size < MESSAGES || new Set(atServer).size < MESSAGES)
+  ) {
     await sleep(5);
   }
   clearInterval(watch);
@@ -124,7 +127,7 @@ async function recoveryStowage(): Promise<Recovery> {
   const sessions = createSessions({ store: new MemoryStore() });
   const live = createConnectionServer({ sessions, port: 0, heartbeatMs: 60_000 });
   await live.ready;
-  const proxy = await new Proxy(live.address().port).start();
+  const proxy = await new TcpProxy(live.address().port).start();
   const atServer: number[] = [];
   live.on("connection", (conn) => conn.on("message", (v) => atServer.push((v as { n: number }).n)));
   const atClient: number[] = [];
@@ -160,7 +163,7 @@ async function recoverySocketIo(): Promise<Recovery> {
     connectionStateRecovery: { maxDisconnectionDuration: 120_000 },
   });
   await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
-  const proxy = await new Proxy((http.address() as { port: number }).port).start();
+  const proxy = await new TcpProxy((http.address() as { port: number }).port).start();
   const atServer: number[] = [];
   io.on("connection", (socket) => socket.on("c", (v: { n: number }) => atServer.push(v.n)));
   const atClient: number[] = [];
@@ -208,7 +211,8 @@ class Child {
     for (;;) {
       const at = this.#inbox.findIndex((m) => key in m);
       if (at !== -1) return this.#inbox.splice(at, 1)[0]!;
-      if (Date.now() > deadline || this.process.exitCode !== null) throw new Error(`no ${key} from ${this.process.spawnargs.join(" ")}`);
+      if (Date.now() > deadline || this.process.exitCode !== null)
+        throw new Error(`no ${key} from ${this.process.spawnargs.join(" ")}`);
       await sleep(5);
     }
   }
@@ -284,7 +288,11 @@ function storm(server: string, client = "stowage") {
     await c.next("armed");
     s.send({ drop: true });
     const result = await c.next("resumed", 120_000);
-    return { perSecond: 5000 / ((result.ms as number) / 1000), p50: result.p50 as number, p99: result.p99 as number };
+    return {
+      perSecond: 5000 / ((result.ms as number) / 1000),
+      p50: result.p50 as number,
+      p99: result.p99 as number,
+    };
   });
 }
 
@@ -294,7 +302,11 @@ export async function run(): Promise<GroupReport> {
   const theirs = await recoverySocketIo();
   rows.push(
     {
-      ...limitRow("recovery: reconnect to last missed message (1,000 each way, cut after 300)", ours.ms, "ms"),
+      ...limitRow(
+        "recovery: reconnect to last missed message (1,000 each way, cut after 300)",
+        ours.ms,
+        "ms",
+      ),
       peer: `Socket.IO: ${theirs.ms.toFixed(1)} ms`,
       ratio: theirs.ms / Math.max(ours.ms, 0.1),
       target: "≥ 1× (time ≤ Socket.IO's)",
@@ -311,8 +323,13 @@ export async function run(): Promise<GroupReport> {
       `Socket.IO: ${theirs.lostAtServer} / ${theirs.duplicatedAtServer}`,
     ),
   );
-  const goal = ours.lostAtClient + ours.duplicatedAtClient + ours.lostAtServer + ours.duplicatedAtServer === 0;
-  rows.push({ ...infoRow("recovery: 0 lost, 0 duplicated (stowage)", goal ? "yes" : "no"), target: "0 / 0", met: goal });
+  const goal =
+    ours.lostAtClient + ours.duplicatedAtClient + ours.lostAtServer + ours.duplicatedAtServer === 0;
+  rows.push({
+    ...infoRow("recovery: 0 lost, 0 duplicated (stowage)", goal ? "yes" : "no"),
+    target: "0 / 0",
+    met: goal,
+  });
 
   const plain = await storm("ws", "ws");
   const plainText = `raw ws reconnect: ${plain.perSecond.toFixed(0)}/s`;
@@ -347,9 +364,27 @@ export async function run(): Promise<GroupReport> {
     const sio = await throughput("socketio", "socketio", connections, per);
     const label = `server → client over ${connections} connection${connections === 1 ? "" : "s"}`;
     rows.push(
-      ratioRow(`${label}, outbox on memory vs raw ws`, { label: "memory", perSecond: memoryRate }, { label: "raw ws", perSecond: raw }, 0.5, "msg/s"),
-      ratioRow(`${label}, outbox on memory vs Socket.IO`, { label: "memory", perSecond: memoryRate }, { label: "Socket.IO", perSecond: sio }, 1, "msg/s"),
-      ratioRow(`${label}, outbox on Redis vs raw ws`, { label: "Redis", perSecond: redisRate }, { label: "raw ws", perSecond: raw }, undefined, "msg/s"),
+      ratioRow(
+        `${label}, outbox on memory vs raw ws`,
+        { label: "memory", perSecond: memoryRate },
+        { label: "raw ws", perSecond: raw },
+        0.5,
+        "msg/s",
+      ),
+      ratioRow(
+        `${label}, outbox on memory vs Socket.IO`,
+        { label: "memory", perSecond: memoryRate },
+        { label: "Socket.IO", perSecond: sio },
+        1,
+        "msg/s",
+      ),
+      ratioRow(
+        `${label}, outbox on Redis vs raw ws`,
+        { label: "Redis", perSecond: redisRate },
+        { label: "raw ws", perSecond: raw },
+        undefined,
+        "msg/s",
+      ),
     );
   }
 

@@ -1,20 +1,18 @@
 import { isReplacedError, isStowageError, StowageError } from "../core/errors.js";
 import { Emitter } from "../core/events.js";
 import { serializeJson, textBytes } from "../core/json.js";
-import type { Attributes, ConnectionRef, JsonValue } from "../core/record.js";
+import type { Attributes, ConnectionRef, JsonValue, SessionRecord } from "../core/record.js";
 import type { Session } from "../core/session.js";
 import { state } from "../core/session-state.js";
 import type { Json } from "../protocol/frames.js";
 import { CLOSE_CODES, type CloseReason } from "../protocol/reasons.js";
 
-/** What a connection's owner gives it: the transport and the server's shared parts. */
-export interface ConnectionLink<A extends object> {
+/** The two ends of a transport a connection writes to (see `Transport` in server.ts). */
+export interface ConnectionTransport {
   /** Writes one frame's text to the client. */
   write(text: string): void;
   /** Ends the transport with a reason (the client reads the close code). */
   end(reason: CloseReason): void;
-  /** The server: its store calls, limits and registry. */
-  host: ConnectionHost<A>;
 }
 
 /** What a connection needs from its server. */
@@ -24,6 +22,12 @@ export interface ConnectionHost<A extends object> {
   read(id: string, after: number): Promise<{ seq: number; data: string }[]>;
   trim(id: string, through: number): Promise<void>;
   commit(session: Session<A>): Promise<unknown>;
+  /** The live session of a connection session's record, held by `generation`. */
+  sessionOf(record: SessionRecord, generation: number): Session<A>;
+  /** Moves a connection session's idle expiry (its resume window) on, without a Session. */
+  touch(id: string, idleExpiresAt: number): Promise<void>;
+  /** The resume window, in ms. */
+  readonly resumeWindowMs: number;
   closed(connection: Connection<A>, reason: CloseReason): void;
 }
 
@@ -56,13 +60,15 @@ const TRIM_AFTER_MS = 250;
 export class Connection<A extends object = Attributes> extends Emitter<ConnectionEvents> {
   /** The connection session's id: the same across every resume. */
   readonly id: string;
-  /** The connection session (attributes, user, level); its changes are committed after each message. */
-  readonly session: Session<A>;
+  /** The record the connection was opened with, until `session` is first needed. */
+  #record: SessionRecord | undefined;
+  #session: Session<A> | undefined;
   /** True when this connection resumed an earlier one. */
   readonly resumed: boolean;
   /** Messages the replay bounds dropped before this client could have them, on a resume; undefined when none. */
   readonly gap: { after: number; through: number } | undefined;
-  readonly #link: ConnectionLink<A>;
+  readonly #transport: ConnectionTransport;
+  readonly #host: ConnectionHost<A>;
   #ref: ConnectionRef;
   #closed: CloseReason | undefined;
   /** Server messages written to this client, and acknowledged by it. */
@@ -82,15 +88,17 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
 
   /** @internal Made by the connection server. */
   constructor(
-    link: ConnectionLink<A>,
-    session: Session<A>,
+    transport: ConnectionTransport,
+    host: ConnectionHost<A>,
+    record: SessionRecord,
     ref: ConnectionRef,
     init: { resumed: boolean; delivered: number; gap?: { after: number; through: number } },
   ) {
     super();
-    this.#link = link;
-    this.id = session.id;
-    this.session = session;
+    this.#transport = transport;
+    this.#host = host;
+    this.id = record.id;
+    this.#record = record;
     this.resumed = init.resumed;
     this.gap = init.gap;
     this.#ref = ref;
@@ -100,9 +108,47 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
     this.#accepted = ref.received;
   }
 
+  /**
+   * The connection session (attributes, user, level); its changes are committed after each batch of
+   * client messages and at heartbeats. Made on first use: an idle connection holds only its record.
+   */
+  get session(): Session<A> {
+    if (this.#session === undefined) {
+      this.#session = this.#host.sessionOf(this.#record!, this.#ref.generation);
+      this.#record = undefined;
+    }
+    return this.#session;
+  }
+
   /** The user the connection session belongs to, if any. */
   get userId(): string | undefined {
-    return this.session.userId;
+    return this.#session ? this.#session.userId : this.#record!.userId;
+  }
+
+  /**
+   * @internal The heartbeat: closes the connection once its session's absolute lifetime is over, and
+   * keeps its resume window moving while it is open (a commit of the session, or a plain touch).
+   */
+  heartbeat(now: number): void {
+    if (this.#closed !== undefined) return;
+    const session = this.#session;
+    if ((session ? session.expiresAt : this.#record!.expiresAt) <= now) {
+      this.terminate("expired");
+      return;
+    }
+    const failed = (error: unknown) => {
+      if (isStowageError(error, "SESSION_ENDED"))
+        this.terminate(isReplacedError(error) ? "replaced" : "revoked");
+    };
+    if (session) {
+      this.#host.commit(session).catch(failed);
+      return;
+    }
+    const record = this.#record!;
+    const window = this.#host.resumeWindowMs;
+    if (now - (record.idleExpiresAt - window) < window / 4) return;
+    record.idleExpiresAt = now + window;
+    this.#host.touch(this.id, record.idleExpiresAt).catch(failed);
   }
 
   /** Why the connection closed, or undefined while it is open. */
@@ -123,10 +169,10 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
    */
   send(value: JsonValue): Promise<number> {
     const text = serializeJson(value, "message");
-    if (textBytes(text) > this.#link.host.maxMessageBytes) {
+    if (textBytes(text) > this.#host.maxMessageBytes) {
       throw new StowageError(
         "INVALID_VALUE",
-        `the message takes more than ${this.#link.host.maxMessageBytes} bytes (the replay and frame bounds)`,
+        `the message takes more than ${this.#host.maxMessageBytes} bytes (the replay and frame bounds)`,
       );
     }
     return new Promise((resolve, reject) => {
@@ -147,12 +193,12 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
     this.#closed = reason;
     clearTimeout(this.#trimTimer);
     if (reason !== "lost") {
-      this.#link.write(`{"t":"close","reason":"${reason}"}`);
-      this.#link.end(reason);
+      this.#transport.write(`{"t":"close","reason":"${reason}"}`);
+      this.#transport.end(reason);
     }
     // Acks gathered so far are worth a trim; a failure here only leaves messages a resume skips anyway.
-    if (this.#acked > this.#trimmed) this.#link.host.trim(this.id, this.#acked).catch(() => undefined);
-    this.#link.host.closed(this, reason);
+    if (this.#acked > this.#trimmed) this.#host.trim(this.id, this.#acked).catch(() => undefined);
+    this.#host.closed(this, reason);
     this.emit("close", { reason });
   }
 
@@ -160,14 +206,14 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
   receive(frame: { t: "m"; s: number; d: Json } | { t: "ack"; s: number } | { t: "ping" }): void {
     if (this.#closed !== undefined) return;
     if (frame.t === "ping") {
-      this.#link.write('{"t":"pong"}');
+      this.#transport.write('{"t":"pong"}');
     } else if (frame.t === "ack") {
       if (frame.s > this.#delivered) this.terminate("malformed");
       else if (frame.s > this.#acked) this.#ackedThrough(frame.s);
     } else if (frame.s <= this.#accepted) {
       // Sent again after a resume: handled already (or about to be). The ack tells the client so.
       if (!this.#storing && this.#incoming.length === 0)
-        this.#link.write(`{"t":"ack","s":${this.#ref.received}}`);
+        this.#transport.write(`{"t":"ack","s":${this.#ref.received}}`);
     } else if (frame.s !== this.#accepted + 1) {
       this.terminate("malformed");
     } else {
@@ -188,7 +234,7 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
         do {
           this.#pumpAgain = false;
           for (;;) {
-            const messages = await this.#link.host.read(this.id, this.#delivered);
+            const messages = await this.#host.read(this.id, this.#delivered);
             if (this.#closed !== undefined || messages.length === 0) break;
             this.#deliver(messages);
           }
@@ -207,7 +253,7 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
   #deliver(messages: readonly { seq: number; data: string }[]): void {
     for (const { seq, data } of messages) {
       if (seq <= this.#delivered) continue;
-      this.#link.write(`{"t":"m","s":${seq},"d":${data}}`);
+      this.#transport.write(`{"t":"m","s":${seq},"d":${data}}`);
       this.#delivered = seq;
     }
   }
@@ -218,7 +264,7 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
     this.#outgoing = [];
     this.#appending = true;
     try {
-      const last = await this.#link.host.append(
+      const last = await this.#host.append(
         this.id,
         batch.map((p) => p.text),
       );
@@ -252,7 +298,7 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
     const through = this.#acked;
     this.#trimmed = through;
     // A failed trim loses nothing: the messages stay until a later trim, and a resume skips them.
-    this.#link.host.trim(this.id, through).catch((error: unknown) => this.emit("error", asError(error)));
+    this.#host.trim(this.id, through).catch((error: unknown) => this.emit("error", asError(error)));
   }
 
   /**
@@ -272,13 +318,13 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
       const ref: ConnectionRef = { ...this.#ref, received: through };
       s.meta.connection = ref;
       s.dirty = true;
-      await this.#link.host.commit(this.session);
+      await this.#host.commit(this.session);
       this.#ref = ref;
       // Stored as processed here, so handled here, even if the network dropped meanwhile: a resume will
       // not bring these again.
       for (const frame of batch) this.emit("message", frame.d);
-      if (this.#closed === undefined) this.#link.write(`{"t":"ack","s":${through}}`);
-      if (this.session[state].dirty) await this.#link.host.commit(this.session);
+      if (this.#closed === undefined) this.#transport.write(`{"t":"ack","s":${through}}`);
+      if (this.session[state].dirty) await this.#host.commit(this.session);
     } catch (error) {
       this.#failed(error);
     } finally {

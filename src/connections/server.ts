@@ -132,7 +132,7 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
   };
   readonly #authenticate: Authenticate<A, R> | undefined;
   readonly #live = new Map<string, Connection<A>>();
-  readonly #pending = new Set<Peer & { abort(): void }>();
+  readonly #pending = new Set<Handshake<A, R>>();
   readonly #host: ConnectionHost<A>;
   readonly #origin = randomBytes(8).toString("base64url");
   #unsubscribe: Promise<() => Promise<void>> | undefined;
@@ -180,6 +180,10 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
       read: async (id, after) => (await store.outboxRead(id, after, READ_PAGE)).messages,
       trim: (id, through) => store.outboxTrim(id, through),
       commit: (session) => this.sessions.commit(session),
+      sessionOf: (record, generation) =>
+        this.sessions.connectionSession(record, generation, this.settings.resumeWindowMs),
+      touch: (id, idleExpiresAt) => store.touch(id, idleExpiresAt),
+      resumeWindowMs: this.settings.resumeWindowMs,
       closed: (connection) => {
         if (this.#live.get(connection.id) === connection) this.#live.delete(connection.id);
       },
@@ -202,60 +206,31 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
       transport.end("closed");
       return { receive: () => undefined, lost: () => undefined };
     }
-    const nonce = newNonce();
-    let connection: Connection<A> | undefined;
-    let handshaking = true;
-    let gone = false;
-    const reject = (reason: CloseReason, id?: string) => {
-      handshaking = false;
-      this.#pending.delete(peer);
-      clearTimeout(timer);
-      this.emit("rejected", id === undefined ? { reason } : { reason, id });
-      if (gone) return;
-      transport.write(`{"t":"rejected","reason":"${reason}"}`);
-      transport.end(reason);
-    };
-    const timer = setTimeout(() => reject("malformed"), this.settings.handshakeTimeoutMs).unref();
-    const peer = {
-      receive: (text: string) => {
-        if (connection) {
-          const frame = parseClientFrame(text);
-          if (frame === undefined || frame.t === "new" || frame.t === "resume")
-            connection.terminate("malformed");
-          else connection.receive(frame);
-          return;
-        }
-        if (!handshaking) return;
-        handshaking = false;
-        clearTimeout(timer);
-        const frame = parseClientFrame(text);
-        if (frame?.t !== "new" && frame?.t !== "resume") return reject("malformed");
-        this.#handshake(frame, nonce, transport, request, () => gone).then(
-          (opened) => {
-            this.#pending.delete(peer);
-            if (typeof opened === "string")
-              return reject(opened, frame.t === "resume" ? frame.id : undefined);
-            connection = opened;
-            if (gone) connection.terminate("lost");
-            else this.emit("connection", connection);
-          },
-          (error: unknown) => {
-            this.emit("error", error instanceof Error ? error : new Error(String(error)));
-            reject("unavailable");
-          },
-        );
-      },
-      lost: () => {
-        gone = true;
-        clearTimeout(timer);
-        this.#pending.delete(peer);
-        connection?.terminate("lost");
-      },
-      abort: () => reject("closed"),
-    };
+    const peer = new Handshake<A, R>(this, transport, request, this.settings.handshakeTimeoutMs);
     this.#pending.add(peer);
-    transport.write(`{"t":"hello","v":${PROTOCOL_VERSION},"nonce":"${nonce}"}`);
     return peer;
+  }
+
+  /** @internal The handshake's answer, by the frame that asked: a connection, or why not. */
+  open(
+    frame: Extract<ClientFrame, { t: "new" } | { t: "resume" }>,
+    nonce: string,
+    transport: Transport,
+    request: R,
+    gone: () => boolean,
+  ): Promise<Connection<A> | CloseReason> {
+    return this.#handshake(frame, nonce, transport, request, gone);
+  }
+
+  /** @internal A handshake is over (connected or not). */
+  settled(
+    peer: Handshake<A, R>,
+    outcome: Connection<A> | { reason: CloseReason; id?: string } | Error,
+  ): void {
+    this.#pending.delete(peer);
+    if (outcome instanceof Connection) this.emit("connection", outcome);
+    else if (outcome instanceof Error) this.emit("error", outcome);
+    else this.emit("rejected", outcome);
   }
 
   /**
@@ -355,8 +330,7 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
       if (isStowageError(error, "STORE_UNAVAILABLE")) return "unavailable";
       throw error;
     }
-    const session = this.sessions.connectionSession(record, ref.generation, this.settings.resumeWindowMs);
-    const connection = this.#connect(transport, session, ref, { resumed: false, delivered: 0 });
+    const connection = this.#connect(transport, record, ref, { resumed: false, delivered: 0 });
     transport.write(`{"t":"welcome","id":"${record.id}"}`);
     return connection;
   }
@@ -430,8 +404,7 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     if (frame.ack > page.last) return "malformed";
     const gap: Gap | undefined =
       page.droppedThrough > frame.ack ? { after: frame.ack, through: page.droppedThrough } : undefined;
-    const session = this.sessions.connectionSession(record, ref.generation, this.settings.resumeWindowMs);
-    const connection = this.#connect(transport, session, ref, {
+    const connection = this.#connect(transport, record, ref, {
       resumed: true,
       delivered: frame.ack,
       ...(gap ? { gap } : {}),
@@ -447,18 +420,13 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
 
   #connect(
     transport: Transport,
-    session: Session<A>,
+    record: SessionRecord,
     ref: ConnectionRef,
-    init: ConstructorParameters<typeof Connection<A>>[3],
+    init: ConstructorParameters<typeof Connection<A>>[4],
   ): Connection<A> {
-    const connection = new Connection<A>(
-      { write: (text) => transport.write(text), end: (reason) => transport.end(reason), host: this.#host },
-      session,
-      ref,
-      init,
-    );
-    this.#live.get(session.id)?.terminate("replaced");
-    this.#live.set(session.id, connection);
+    const connection = new Connection<A>(transport, this.#host, record, ref, init);
+    this.#live.get(record.id)?.terminate("replaced");
+    this.#live.set(record.id, connection);
     return connection;
   }
 
@@ -473,16 +441,7 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
   /** The heartbeat's other half: keeps live sessions from idling out, closes those that expired. */
   #tick(): void {
     const now = this.sessions.now();
-    for (const connection of [...this.#live.values()]) {
-      const s = connection.session[state];
-      if (s.expiresAt <= now) {
-        connection.terminate("expired");
-        continue;
-      }
-      this.sessions.commit(connection.session).catch((error: unknown) => {
-        if (isStowageError(error, "SESSION_ENDED")) connection.terminate("revoked");
-      });
-    }
+    for (const connection of [...this.#live.values()]) connection.heartbeat(now);
   }
 
   #subscribe(): void {
@@ -510,5 +469,87 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
         void connection.pump();
         break;
     }
+  }
+}
+
+/**
+ * One transport's side of the protocol: the hello, then `new` or `resume`, then the connection it made.
+ * What only the handshake needs (the request, the nonce, the timer) is let go once it is over, so an
+ * open connection holds no more than its transport and its `Connection`.
+ */
+class Handshake<A extends object, R> implements Peer {
+  #server: ConnectionServer<A, R>;
+  #transport: Transport;
+  #request: R | undefined;
+  #nonce: string | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #connection: Connection<A> | undefined;
+  #gone = false;
+
+  constructor(server: ConnectionServer<A, R>, transport: Transport, request: R, timeoutMs: number) {
+    this.#server = server;
+    this.#transport = transport;
+    this.#request = request;
+    const nonce = newNonce();
+    this.#nonce = nonce;
+    this.#timer = setTimeout(() => this.#reject("malformed"), timeoutMs).unref();
+    transport.write(`{"t":"hello","v":${PROTOCOL_VERSION},"nonce":"${nonce}"}`);
+  }
+
+  receive(text: string): void {
+    const connection = this.#connection;
+    if (connection) {
+      const frame = parseClientFrame(text);
+      if (frame === undefined || frame.t === "new" || frame.t === "resume") connection.terminate("malformed");
+      else connection.receive(frame);
+      return;
+    }
+    const nonce = this.#nonce;
+    const request = this.#request;
+    if (nonce === undefined || request === undefined) return;
+    this.#done();
+    const frame = parseClientFrame(text);
+    if (frame?.t !== "new" && frame?.t !== "resume") return this.#reject("malformed");
+    this.#server
+      .open(frame, nonce, this.#transport, request, () => this.#gone)
+      .then(
+        (opened) => {
+          if (typeof opened === "string")
+            return this.#reject(opened, frame.t === "resume" ? frame.id : undefined);
+          this.#connection = opened;
+          if (this.#gone) opened.terminate("lost");
+          else this.#server.settled(this, opened);
+        },
+        (error: unknown) => {
+          this.#server.settled(this, error instanceof Error ? error : new Error(String(error)));
+          this.#reject("unavailable");
+        },
+      );
+  }
+
+  lost(): void {
+    this.#gone = true;
+    if (this.#nonce !== undefined) this.#reject("closed");
+    this.#connection?.terminate("lost");
+  }
+
+  /** The server is closing while this handshake is under way. */
+  abort(): void {
+    this.#reject("closed");
+  }
+
+  #done(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#nonce = undefined;
+    this.#request = undefined;
+  }
+
+  #reject(reason: CloseReason, id?: string): void {
+    this.#done();
+    this.#server.settled(this, id === undefined ? { reason } : { reason, id });
+    if (this.#gone) return;
+    this.#transport.write(`{"t":"rejected","reason":"${reason}"}`);
+    this.#transport.end(reason);
   }
 }
