@@ -12,7 +12,6 @@ import {
   type SessionRecord,
 } from "../core/record.js";
 import type { Session } from "../core/session.js";
-import { state } from "../core/session-state.js";
 import type { OutboxLimits, StoreEvent } from "../core/store.js";
 import { newId, verifierOf } from "../core/tokens.js";
 import {
@@ -509,7 +508,10 @@ class Handshake<A extends object, R> implements Peer {
     if (nonce === undefined || request === undefined) return;
     this.#done();
     const frame = parseClientFrame(text);
-    if (frame?.t !== "new" && frame?.t !== "resume") return this.#reject("malformed");
+    if (frame?.t !== "new" && frame?.t !== "resume") {
+      this.#reject("malformed");
+      return;
+    }
     this.#server
       .open(frame, nonce, this.#transport, request, () => this.#gone)
       .then(

@@ -37,7 +37,8 @@ export class Emitter<E extends object> {
 
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof E>(event: K, listener: Listener<E[K]>): () => void {
-    const all: { [K in keyof E]?: Listener<E[K]>[] } = (this.#listeners ??= {});
+    this.#listeners ??= {};
+    const all: { [K in keyof E]?: Listener<E[K]>[] } = this.#listeners;
     const list = all[event];
     // A listener added twice is one listener, as it was with a Set. A new array each time: an emit
     // under way keeps iterating the one it started with.
