@@ -15,6 +15,9 @@ import {
 import parse from "parse-prometheus-text-format";
 import { Registry } from "prom-client";
 import { afterAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { connect } from "../src/client/index.js";
+import { createConnectionServer } from "../src/connections/ws.js";
 import { issueToken } from "../src/core/tokens.js";
 import { createSessions, MemoryStore, type Sessions } from "../src/index.js";
 import { instrumentSessions } from "../src/metrics/opentelemetry.js";
@@ -91,6 +94,49 @@ describe("stowage/prometheus", () => {
     ]);
     metrics.stop();
     expect(await registry.metrics()).not.toContain("stowage_");
+    await sessions.close();
+  });
+
+  it("a connection server's connections: open, handshaking, opened by kind, closed and rejected by reason", async () => {
+    const store = new MemoryStore();
+    const sessions = createSessions({ store });
+    const live = createConnectionServer({
+      sessions,
+      port: 0,
+      authenticate: (req) => (req.url?.includes("no") ? null : {}),
+    });
+    await live.ready;
+    const registry = new Registry();
+    const metrics = collectMetrics(sessions, { registry, connections: live });
+    const url = `ws://127.0.0.1:${live.address().port}/live`;
+    const opens: string[] = [];
+    const client = connect(url, { WebSocket: WebSocket as never, minDelayMs: 10, maxDelayMs: 20 });
+    client.on("open", ({ resumed }) => opens.push(resumed ? "resumed" : "new"));
+    await expect.poll(() => opens.length).toBe(1);
+    const refused = connect(`${url}?no`, { WebSocket: WebSocket as never });
+    await expect.poll(() => refused.state).toBe("closed");
+    // The server closes it (closed: retryable); the client resumes.
+    live.connections.get(client.id!)!.close();
+    await expect.poll(() => opens.length).toBe(2);
+    const value = async (name: string, labels: Record<string, string> = {}) => {
+      const family = parse(await registry.metrics()).find((f) => f.name === name);
+      const metric = family?.metrics.find((m) =>
+        Object.entries(labels).every(([k, v]) => (m.labels as Record<string, string> | undefined)?.[k] === v),
+      );
+      return metric?.value;
+    };
+    expect(await value("stowage_connections_open")).toBe("1");
+    expect(await value("stowage_connections_handshaking")).toBe("0");
+    expect(await value("stowage_connections_opened_total", { kind: "new" })).toBe("1");
+    expect(await value("stowage_connections_opened_total", { kind: "resumed" })).toBe("1");
+    expect(await value("stowage_connections_closed_total", { reason: "closed" })).toBe("1");
+    expect(await value("stowage_connections_rejected_total", { reason: "refused" })).toBe("1");
+    expect(() => collectMetrics(sessions, { registry: new Registry(), connections: {} as never })).toThrow(
+      /connections must be a connection server/,
+    );
+    client.close();
+    metrics.stop();
+    await live.close();
     await sessions.close();
   });
 

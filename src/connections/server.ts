@@ -191,6 +191,11 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     this.#timer = setInterval(() => this.#tick(), this.settings.heartbeatMs).unref();
   }
 
+  /** Handshakes under way: transports that have had the hello and no answer yet. */
+  get handshakes(): number {
+    return this.#pending.size;
+  }
+
   /** Connections open in this process, by connection session id. */
   get connections(): ReadonlyMap<string, Connection<A>> {
     return this.#live;
@@ -221,12 +226,13 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     return this.#handshake(frame, nonce, transport, request, gone);
   }
 
-  /** @internal A handshake is over (connected or not). */
+  /** @internal A handshake is over: connected, refused, failed, or (undefined) its transport went first. */
   settled(
     peer: Handshake<A, R>,
-    outcome: Connection<A> | { reason: CloseReason; id?: string } | Error,
+    outcome: Connection<A> | { reason: CloseReason; id?: string } | Error | undefined,
   ): void {
     this.#pending.delete(peer);
+    if (outcome === undefined) return;
     if (outcome instanceof Connection) this.emit("connection", outcome);
     else if (outcome instanceof Error) this.emit("error", outcome);
     else this.emit("rejected", outcome);
@@ -519,8 +525,8 @@ class Handshake<A extends object, R> implements Peer {
           if (typeof opened === "string")
             return this.#reject(opened, frame.t === "resume" ? frame.id : undefined);
           this.#connection = opened;
+          this.#server.settled(this, this.#gone ? undefined : opened);
           if (this.#gone) opened.terminate("lost");
-          else this.#server.settled(this, opened);
         },
         (error: unknown) => {
           this.#server.settled(this, error instanceof Error ? error : new Error(String(error)));

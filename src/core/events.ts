@@ -16,9 +16,7 @@ export interface SessionEvents {
   forged: { id: string };
   /** A versioned write lost a race and is being retried. */
   conflict: { id: string; attempt: number };
-  /** A connection resumed its session under a new id. */
-  resumed: { id: string; oldId: string };
-  /** A live connection must close because its session resumed elsewhere. */
+  /** A connection session resumed in another process; `connection` is its new holder (see stowage/ws). */
   replaced: { id: string; connection: { id: string; node: string }; remote?: boolean };
   /** A background failure (e.g. the store's event subscription could not be set up). */
   error: Error;

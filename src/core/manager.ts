@@ -442,7 +442,8 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
           remote: true,
         });
       } else if (event.type === "replaced" && event.connection) {
-        this.emit("replaced", { id: event.id, connection: event.connection, remote: true });
+        const { id, node } = event.connection;
+        this.emit("replaced", { id: event.id, connection: { id, node }, remote: true });
       }
     });
     this.#unsubscribe.catch((error: unknown) => {

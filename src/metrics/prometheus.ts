@@ -14,6 +14,23 @@ export interface MeasuredSessions {
 
 export type { StoreCall } from "./observe.js";
 
+/** What is measured of a connection server (`createConnectionServer()` from stowage/ws). */
+export interface MeasuredConnections {
+  /** Connections open in this process. */
+  readonly connections: ReadonlyMap<string, unknown>;
+  /** Handshakes under way (new connections and resumes). */
+  readonly handshakes: number;
+  /** Its events (stowage/ws's `connection` and `rejected`); returns a function that removes the listener. */
+  on(
+    event: "connection",
+    listener: (connection: {
+      readonly resumed: boolean;
+      on(event: "close", listener: (payload: { reason: string }) => void): unknown;
+    }) => void,
+  ): () => void;
+  on(event: "rejected", listener: (payload: { reason: string }) => void): () => void;
+}
+
 /** Options for `collectMetrics`. */
 export interface PrometheusOptions {
   /** The prom-client registry to register in. @default prom-client's global registry */
@@ -22,6 +39,8 @@ export interface PrometheusOptions {
   prefix?: string;
   /** Buckets of the store call latency histogram, in seconds. @default 0.0001 to 2.5 */
   buckets?: number[];
+  /** A connection server whose connections to measure too (open, handshaking, opened, closed, rejected). */
+  connections?: MeasuredConnections;
 }
 
 /** What `collectMetrics` returns: stop it to unregister the metrics and stop observing the store. */
@@ -57,7 +76,12 @@ export function collectMetrics(
   sessions: MeasuredSessions,
   options: PrometheusOptions = {},
 ): PrometheusMetrics {
-  const check = new OptionChecker("collectMetrics", options, ["registry", "prefix", "buckets"]);
+  const check = new OptionChecker("collectMetrics", options, [
+    "registry",
+    "prefix",
+    "buckets",
+    "connections",
+  ]);
   const registry = options.registry ?? defaultRegistry;
   const prefix = check.text("prefix", "stowage_");
   if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix))
@@ -114,8 +138,56 @@ export function collectMetrics(
         errors.inc({ operation: call.operation, store: call.store, code: call.error });
     },
   });
+  const unlisten: (() => void)[] = [];
+  const live = options.connections;
+  if (live !== undefined) {
+    if (typeof live?.on !== "function" || !(live.connections instanceof Map))
+      throw check.error("connections must be a connection server (createConnectionServer from stowage/ws)");
+    new Gauge({
+      name: name("connections_open"),
+      help: "Connections open in this process.",
+      registers,
+      collect() {
+        this.set(live.connections.size);
+      },
+    });
+    new Gauge({
+      name: name("connections_handshaking"),
+      help: "Handshakes under way: new connections and resumes not yet answered.",
+      registers,
+      collect() {
+        this.set(live.handshakes);
+      },
+    });
+    const opened = new Counter({
+      name: name("connections_opened_total"),
+      help: "Connections opened, by kind: new, or resumed.",
+      labelNames: ["kind"],
+      registers,
+    });
+    const closed = new Counter({
+      name: name("connections_closed_total"),
+      help: "Connections closed, by reason (lost, closed, replaced, revoked, expired, malformed, unavailable).",
+      labelNames: ["reason"],
+      registers,
+    });
+    const rejected = new Counter({
+      name: name("connections_rejected_total"),
+      help: "Handshakes refused, by reason (expired, bad-proof, malformed, unavailable, refused, limit, closed).",
+      labelNames: ["reason"],
+      registers,
+    });
+    unlisten.push(
+      live.on("connection", (connection) => {
+        opened.inc({ kind: connection.resumed ? "resumed" : "new" });
+        connection.on("close", ({ reason }) => closed.inc({ reason }));
+      }),
+      live.on("rejected", ({ reason }) => rejected.inc({ reason })),
+    );
+  }
   return {
     stop() {
+      for (const off of unlisten) off();
       unobserve();
       for (const metric of made) registry.removeSingleMetric(metric);
     },
