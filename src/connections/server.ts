@@ -223,7 +223,8 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     request: R,
     gone: () => boolean,
   ): Promise<Connection<A> | CloseReason> {
-    return this.#handshake(frame, nonce, transport, request, gone);
+    if (frame.t === "new") return this.#open(frame.key, transport, request);
+    return this.#resume(frame, nonce, transport, gone);
   }
 
   /** @internal A handshake is over: connected, refused, failed, or (undefined) its transport went first. */
@@ -274,17 +275,6 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     const unsubscribe = this.#unsubscribe;
     this.#unsubscribe = undefined;
     if (unsubscribe) await (await unsubscribe.catch(() => async () => undefined))();
-  }
-
-  async #handshake(
-    frame: Extract<ClientFrame, { t: "new" } | { t: "resume" }>,
-    nonce: string,
-    transport: Transport,
-    request: R,
-    gone: () => boolean,
-  ): Promise<Connection<A> | CloseReason> {
-    if (frame.t === "new") return this.#open(frame.key, transport, request);
-    return this.#resume(frame, nonce, transport, gone);
   }
 
   /** A new connection session, for whoever `authenticate` says the client is. */

@@ -72,15 +72,22 @@ function parseObject(text: string): Record<string, unknown> | undefined {
     : undefined;
 }
 
+/** A message or an ack, the frames both sides send; undefined for anything else. */
+function parseSequenced(
+  f: Record<string, unknown>,
+): { t: "m"; s: number; d: Json } | { t: "ack"; s: number } | undefined {
+  if (f.t === "m") return isSeq(f.s) && f.s > 0 && "d" in f ? { t: "m", s: f.s, d: f.d as Json } : undefined;
+  return f.t === "ack" && isSeq(f.s) ? { t: "ack", s: f.s } : undefined;
+}
+
 /** A client frame, checked field by field; undefined for anything else (the server answers `malformed`). */
 export function parseClientFrame(text: string): ClientFrame | undefined {
   const f = parseObject(text);
   if (f === undefined) return undefined;
   switch (f.t) {
     case "m":
-      return isSeq(f.s) && f.s > 0 && "d" in f ? { t: "m", s: f.s, d: f.d as Json } : undefined;
     case "ack":
-      return isSeq(f.s) ? { t: "ack", s: f.s } : undefined;
+      return parseSequenced(f);
     case "ping":
       return { t: "ping" };
     case "new":
@@ -106,9 +113,8 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
   if (f === undefined) return undefined;
   switch (f.t) {
     case "m":
-      return isSeq(f.s) && f.s > 0 && "d" in f ? { t: "m", s: f.s, d: f.d as Json } : undefined;
     case "ack":
-      return isSeq(f.s) ? { t: "ack", s: f.s } : undefined;
+      return parseSequenced(f);
     case "pong":
       return { t: "pong" };
     case "hello":

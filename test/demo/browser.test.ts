@@ -2,12 +2,12 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Demo, startDemo } from "../../src/demo/index.js";
 import { SqliteStore } from "../../src/stores/sqlite/index.js";
 
-import { CHROMIUM } from "../setup/services.js";
+import { launchChromium } from "./chromium.js";
 
 const RESULTS = fileURLToPath(new URL("../../test-results", import.meta.url));
 // Never skipped: test/setup/services.ts finds or installs Chromium, or fails the run saying why.
@@ -18,19 +18,7 @@ describe("demo app in Chromium", () => {
 
   beforeAll(async () => {
     demo = await startDemo({ store: new SqliteStore({ path: join(dir, "sessions.db") }), port: 0 });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {

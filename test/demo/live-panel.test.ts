@@ -3,11 +3,11 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CutProxy } from "../connections/harness.js";
 import { freePort } from "../helpers/redis-server.js";
-import { CHROMIUM } from "../setup/services.js";
+import { launchChromium } from "./chromium.js";
 
 const RESULTS = fileURLToPath(new URL("../../test-results", import.meta.url));
 
@@ -51,17 +51,7 @@ describe("the demo's live panel in Chromium", () => {
     port = await freePort();
     server = await serve(file, port);
     proxy = await new CutProxy(port).start();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {
