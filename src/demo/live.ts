@@ -3,8 +3,8 @@ import type { Server } from "node:http";
 import { fileURLToPath } from "node:url";
 import { createConnectionServer, type WsConnectionServer } from "../connections/ws.js";
 import type { Sessions } from "../core/manager.js";
+import type { DemoAttributes } from "./attributes.js";
 import { asset, type Reply } from "./respond.js";
-import type { DemoAttributes } from "./routes.js";
 
 /** What the pages' live panel needs from the server: pushes to a user's panels, and ending a device's. */
 export interface LiveHooks {

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { isStowageError } from "../core/errors.js";
 import type { Sessions } from "../core/manager.js";
 import type { Session } from "../core/session.js";
+import type { DemoAttributes } from "./attributes.js";
 import { deviceLabel } from "./device.js";
 import { FormError, readForm } from "./form.js";
 import type { LiveHooks } from "./live.js";
@@ -10,14 +11,7 @@ import { checkName, signInAllowed, signInToken } from "./sign-in.js";
 import { STYLE } from "./style.js";
 import { devicesPage, errorPage, type Flash, sessionPage, signInPage } from "./views.js";
 
-/** What the demo keeps in a session. */
-export interface DemoAttributes {
-  counter: number;
-  device: string;
-  flash: Flash;
-  /** On a live panel's connection session: the id of the HTTP session (the device) that opened it. */
-  opener: string;
-}
+export type { DemoAttributes } from "./attributes.js";
 
 /** The session as the HTTP layer hands it over: the store is read at the first `await`. */
 export interface DemoSession extends PromiseLike<Session<DemoAttributes>> {
