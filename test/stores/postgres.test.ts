@@ -224,7 +224,26 @@ describe("postgres schema and migrations", () => {
     const second = open(name, { sweepIntervalMs: 0 });
     expect(await second.get(record.id)).toEqual(record);
     const { rows } = await admin.query(`SELECT version FROM "${name}_migrations" ORDER BY version`);
-    expect(rows).toEqual([{ version: SCHEMA_VERSION }]);
+    expect(rows).toEqual(Array.from({ length: SCHEMA_VERSION }, (_, i) => ({ version: i + 1 })));
+  });
+
+  it("a table at schema version 1 (before outboxes) migrates to 2 and keeps its sessions", async () => {
+    const name = uniqueTable("v1");
+    const first = open(name, { sweepIntervalMs: 0 });
+    const record = makeRecord({ attributes: { kept: true } });
+    await first.insert(record);
+    await first.close();
+    // What a table written by stowage before the outbox looks like.
+    await admin.query(`DROP TABLE "${name}_outbox", "${name}_outbox_heads"`);
+    await admin.query(`DELETE FROM "${name}_migrations" WHERE version = 2`);
+    const second = open(name, { sweepIntervalMs: 0 });
+    expect(await second.get(record.id)).toEqual(record);
+    expect(await second.outboxAppend(record.id, ["after upgrade"], { maxMessages: 10, maxBytes: 1000 })).toBe(
+      1,
+    );
+    expect((await second.outboxRead(record.id, 0)).messages).toEqual([{ seq: 1, data: "after upgrade" }]);
+    const { rows } = await admin.query(`SELECT version FROM "${name}_migrations" ORDER BY version`);
+    expect(rows).toEqual([{ version: 1 }, { version: 2 }]);
   });
 
   it("several stores migrating a fresh table at once all succeed, and each step runs once", async () => {
@@ -234,8 +253,8 @@ describe("postgres schema and migrations", () => {
     await Promise.all(racers.map((s, i) => s.insert(records[i]!)));
     for (const [i, s] of racers.entries())
       expect(await s.get(records[(i + 1) % records.length]!.id)).toBeDefined();
-    const { rows } = await admin.query(`SELECT version FROM "${name}_migrations"`);
-    expect(rows).toEqual([{ version: SCHEMA_VERSION }]);
+    const { rows } = await admin.query(`SELECT version FROM "${name}_migrations" ORDER BY version`);
+    expect(rows).toEqual(Array.from({ length: SCHEMA_VERSION }, (_, i) => ({ version: i + 1 })));
   });
 
   it("refuses a schema newer than it understands with CONFIG_INVALID", async () => {

@@ -95,6 +95,31 @@ describe("sqlite store", () => {
       }
     });
 
+    it("a file at schema version 1 (before outboxes) migrates to 2 and keeps its sessions", async () => {
+      const path = freshPath();
+      const first = new SqliteStore({ path });
+      const record = makeRecord({ attributes: { kept: true } });
+      await first.insert(record);
+      // What a file written by stowage before the outbox looks like.
+      first.db.exec(`DROP TRIGGER stowage_outbox_follows_session; DROP TABLE stowage_outbox;
+        DROP TABLE stowage_outbox_heads; DELETE FROM stowage_migrations WHERE version = 2;`);
+      await first.close();
+      const second = new SqliteStore({ path });
+      try {
+        expect(await second.get(record.id)).toEqual(record);
+        expect(
+          await second.outboxAppend(record.id, ["after upgrade"], { maxMessages: 10, maxBytes: 1000 }),
+        ).toBe(1);
+        await second.delete(record.id);
+        expect(second.db.prepare("SELECT count(*) FROM stowage_outbox").pluck().get()).toBe(0);
+        expect(
+          second.db.prepare("SELECT version FROM stowage_migrations ORDER BY version").pluck().all(),
+        ).toEqual([1, 2]);
+      } finally {
+        await second.close();
+      }
+    });
+
     it("reopens an existing file (one after the other and two at once) without migrating again", async () => {
       const path = freshPath();
       const first = new SqliteStore({ path });
