@@ -9,6 +9,7 @@ import { outboxTests } from "./outbox.js";
 import { recordTests } from "./records.js";
 import { renameConsumeTests } from "./rename-consume.js";
 import type { ConformanceRunner } from "./runner.js";
+import { scanTests } from "./scan.js";
 import { ownAttributeTests, renameRaceTests, sessionTests, wellFormedTextTests } from "./sessions.js";
 import { userIndexTests } from "./user-index.js";
 import { valueTests } from "./values.js";
@@ -36,6 +37,7 @@ export const conformanceGroups = {
   locks: lockTests,
   events: eventTests,
   outbox: outboxTests,
+  scan: scanTests,
   values: valueTests,
   concurrency: concurrencyTests,
   sessions: sessionTests,

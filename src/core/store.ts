@@ -78,6 +78,12 @@ export interface OutboxPage {
   droppedThrough: number;
 }
 
+/** Options for `scan`. */
+export interface ScanOptions {
+  /** About how many records each page holds. @default 500 */
+  batch?: number;
+}
+
 /** Cross-process notice. */
 export interface StoreEvent {
   /**
@@ -151,6 +157,13 @@ export interface SessionStore {
   listByUser(userId: string): Promise<SessionRecord[]>;
   /** Removes every record of one user except `exceptId`; returns the removed ids. */
   deleteByUser(userId: string, options?: { exceptId?: string }): Promise<string[]>;
+  /**
+   * Every live record of the store (signed in or not; rotation aliases left out), page by page, so a
+   * store of millions is listed without holding them all. A record present for the whole scan is listed
+   * at least once; one added, changed or removed meanwhile may or may not be. For operators and tools
+   * (the CLI's `list`), not for request paths.
+   */
+  scan(options?: ScanOptions): AsyncIterable<SessionRecord[]>;
   /** Removes records whose expiry is at or before `now`; returns how many. Stores with native TTL may return 0. */
   sweep(now: number): Promise<number>;
   /** An exclusive lease on `id` for `leaseMs`, or null when someone else holds it. */

@@ -166,6 +166,15 @@ export class MapStore implements SessionStore {
     return removed;
   }
 
+  async *scan(options: { batch?: number } = {}): AsyncIterable<SessionRecord[]> {
+    const batch = options.batch ?? 500;
+    const live = [...this.#records.keys()].flatMap((id) => {
+      const record = this.#live(id);
+      return record ? [copy(record)] : [];
+    });
+    for (let i = 0; i < live.length; i += batch) yield live.slice(i, i + batch);
+  }
+
   async outboxAppend(id: string, messages: string[], limits: OutboxLimits): Promise<number> {
     if (!this.#live(id)) throw new StowageError("SESSION_ENDED", "no such session");
     const box = this.#outboxes.get(id) ?? { last: 0, dropped: 0, kept: [] };

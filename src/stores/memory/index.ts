@@ -7,6 +7,7 @@ import type {
   OutboxLimits,
   OutboxPage,
   RenameOptions,
+  ScanOptions,
   SessionDelta,
   SessionStore,
   StoredRecord,
@@ -16,6 +17,7 @@ import type {
 } from "../../core/store.js";
 import { closed, conflict, duplicate, ended } from "../shared/errors.js";
 import { EventFanout } from "../shared/events.js";
+import { scanBatch } from "../shared/scan.js";
 import { borrowRecord, copyMeta, copyRecord } from "./copy.js";
 import { type Expiring, ExpiryHeap } from "./heap.js";
 import { LruList, type LruNode } from "./lru.js";
@@ -280,6 +282,22 @@ export class MemoryStore implements SessionStore {
         if (this.locks.get(id) === entry) this.dropLock(entry);
       },
     };
+  }
+
+  async *scan(options: ScanOptions = {}): AsyncIterable<SessionRecord[]> {
+    this.assertOpen();
+    const batch = scanBatch(options);
+    let page: SessionRecord[] = [];
+    for (const entry of this.records.values()) {
+      if (entry.expiry <= Date.now()) continue;
+      page.push(copyRecord(entry.record));
+      if (page.length >= batch) {
+        yield page;
+        page = [];
+        this.assertOpen();
+      }
+    }
+    if (page.length > 0) yield page;
   }
 
   async outboxAppend(id: string, messages: string[], limits: OutboxLimits): Promise<number> {

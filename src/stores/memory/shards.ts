@@ -42,6 +42,11 @@ export class ShardedMap<V> {
     return deleted;
   }
 
+  /** Every value, shard by shard; entries added or removed meanwhile may or may not be visited. */
+  *values(): IterableIterator<V> {
+    for (const shard of this.shards) yield* shard.values();
+  }
+
   clear(): void {
     for (const shard of this.shards) shard.clear();
     this.count = 0;

@@ -14,6 +14,7 @@ import type {
   OutboxLimits,
   OutboxPage,
   RenameOptions,
+  ScanOptions,
   SessionDelta,
   SessionStore,
   StoredRecord,
@@ -23,6 +24,7 @@ import type {
 } from "../../core/store.js";
 import { closed, conflict, duplicate, ended, stillChanging } from "../shared/errors.js";
 import { EventFanout } from "../shared/events.js";
+import { scanBatch } from "../shared/scan.js";
 import { parseStoreUrl } from "../shared/url.js";
 import { connectWithin, toStowageError, within } from "./guard.js";
 import { PgListener } from "./listener.js";
@@ -506,6 +508,23 @@ export class PostgresStore implements SessionStore {
         idleExpiresAt,
       ]),
     );
+  }
+
+  async *scan(options: ScanOptions = {}): AsyncIterable<SessionRecord[]> {
+    const limit = scanBatch(options);
+    for (let after = ""; ; ) {
+      // Keyset pages in id order through the primary key: each page costs O(page), never an OFFSET.
+      const { rows } = await this.#run("scan", () =>
+        this.#query<SessionRow>(
+          `SELECT ${COLUMNS} FROM ${this.#n.sessions} WHERE id > $1 AND expiry > $2 ORDER BY id LIMIT $3`,
+          [after, Date.now(), limit],
+        ),
+      );
+      if (rows.length === 0) return;
+      after = rows[rows.length - 1]!.id;
+      yield rows.map(toRecord);
+      if (rows.length < limit) return;
+    }
   }
 
   async listByUser(userId: string): Promise<SessionRecord[]> {

@@ -10,6 +10,7 @@ import type {
   OutboxPage,
   PeekedRecord,
   RenameOptions,
+  ScanOptions,
   SessionDelta,
   SessionStore,
   StoredRecord,
@@ -25,6 +26,7 @@ import {
   unavailable as storeUnavailable,
 } from "../shared/errors.js";
 import { EventFanout } from "../shared/events.js";
+import { scanBatch } from "../shared/scan.js";
 import { parseStoreUrl } from "../shared/url.js";
 import {
   type AliasFields,
@@ -125,6 +127,11 @@ function pexpireAt(record: SessionRecord): number {
   return Math.ceil(expiryOf(record));
 }
 
+/** `text` with Redis glob's special characters escaped, so a prefix matches only itself. */
+function globEscape(text: string): string {
+  return text.replace(/[*?[\]\\]/g, "\\$&");
+}
+
 function parseEvent(message: string): { source: unknown; event: StoreEvent } | undefined {
   let parsed: unknown;
   try {
@@ -156,7 +163,7 @@ function parseEvent(message: string): { source: unknown; event: StoreEvent } | u
  *   belongs to someone else now; the hash is the truth, the index only a hint.
  * - `{prefix}events`: the pub/sub channel (PUBLISH reaches the whole Cluster).
  *
- * No call uses KEYS or SCAN. Every call rejects with STORE_UNAVAILABLE within `timeoutMs` when Redis is
+ * No request-path call uses KEYS or SCAN (only `scan`, the operators' listing, does). Every call rejects with STORE_UNAVAILABLE within `timeoutMs` when Redis is
  * unreachable, and the same store works again once it is back.
  *
  * @example
@@ -583,6 +590,40 @@ export class RedisStore implements SessionStore {
   async #members(userId: string): Promise<string[]> {
     const members = await this.#script(USER_LIST, [this.#userKey(userId)], [Date.now()]);
     return reply(members).filter((m): m is string => typeof m === "string");
+  }
+
+  /**
+   * SCAN over every master (each node of a Cluster in turn) for the session hashes (`{prefix}{<id>}`,
+   * not their `:out`, `:lock` or index keys), then their fields in one pipeline per page. The only call
+   * that scans: it is for operators' tools, not request paths.
+   */
+  async *scan(options: ScanOptions = {}): AsyncIterable<SessionRecord[]> {
+    const count = scanBatch(options);
+    const pattern = `${globEscape(this.#prefix)}{*}`;
+    const nodes = this.#client instanceof Cluster ? this.#client.nodes("master") : [this.#client];
+    for (const node of nodes) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await this.#run("scan", () =>
+          node.scan(cursor, "MATCH", pattern, "COUNT", count),
+        );
+        cursor = next;
+        const ids = keys
+          .map((key) => key.slice(this.#prefix.length + 1, -1))
+          .filter((id) => !id.includes("}"));
+        if (ids.length === 0) continue;
+        const hashes = await this.#run("scan", () =>
+          Promise.all(ids.map((id) => this.#client.hgetall(this.#key(id)))),
+        );
+        const now = Date.now();
+        const page: SessionRecord[] = [];
+        ids.forEach((id, i) => {
+          const record = decodeRecord(id, hashes[i]!);
+          if (record && expiryOf(record) > now) page.push(record);
+        });
+        if (page.length > 0) yield page;
+      } while (cursor !== "0");
+    }
   }
 
   async listByUser(userId: string): Promise<SessionRecord[]> {

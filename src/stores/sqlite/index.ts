@@ -10,6 +10,7 @@ import type {
   OutboxLimits,
   OutboxPage,
   RenameOptions,
+  ScanOptions,
   SessionDelta,
   SessionStore,
   StoredRecord,
@@ -19,6 +20,7 @@ import type {
 } from "../../core/store.js";
 import { closed, conflict, duplicate, ended, unavailable } from "../shared/errors.js";
 import { EventFanout } from "../shared/events.js";
+import { scanBatch } from "../shared/scan.js";
 import {
   applyMetaToRow,
   mergeAttributes,
@@ -89,6 +91,10 @@ function prepareStatements(db: Database.Database) {
       "UPDATE stowage_sessions SET idle_expires_at = @idle WHERE id = @id AND expiry > @now",
     ),
     delete: db.prepare<[string]>("DELETE FROM stowage_sessions WHERE id = ?"),
+    // Keyset pages in id order, through the primary key: each page costs O(page), never an offset scan.
+    scanPage: db.prepare<{ after: string; now: number; limit: number }, SessionRow>(
+      `SELECT ${SESSION_COLUMNS} FROM stowage_sessions WHERE id > @after AND expiry > @now ORDER BY id LIMIT @limit`,
+    ),
     byUser: db.prepare<{ user: string; now: number }, SessionRow>(
       `SELECT ${SESSION_COLUMNS} FROM stowage_sessions WHERE user_id = @user AND expiry > @now ORDER BY created_at`,
     ),
@@ -536,6 +542,17 @@ export class SqliteStore implements SessionStore {
 
   async outboxTrim(id: string, through: number): Promise<void> {
     this.#use((c) => c.tx.outboxTrim.immediate(id, through));
+  }
+
+  async *scan(options: ScanOptions = {}): AsyncIterable<SessionRecord[]> {
+    const limit = scanBatch(options);
+    for (let after = ""; ; ) {
+      const rows = this.#use((c) => c.s.scanPage.all({ after, now: Date.now(), limit }));
+      if (rows.length === 0) return;
+      after = rows[rows.length - 1]!.id;
+      yield rows.map(rowToRecord);
+      if (rows.length < limit) return;
+    }
   }
 
   async listByUser(userId: string): Promise<SessionRecord[]> {
