@@ -16,6 +16,12 @@ export interface Io {
   err(line: string): void;
   /** Rewrites the current progress line in place (only on a terminal). */
   status(text: string): void;
+  /** Resolves once what `out` wrote has gone to the OS, so a long listing never piles up in memory. */
+  drain(): Promise<void>;
+  /** Clears the terminal, for a view that redraws itself (only when stdout is a terminal). */
+  clearScreen(): void;
+  /** True when stdout is a terminal. */
+  readonly outTty: boolean;
   /** True when stderr is a terminal, so progress may redraw one line. */
   readonly tty: boolean;
   /** Environment variables (PORT). */

@@ -105,6 +105,14 @@ function processIo(): Io {
       process.stderr.write(text);
       drawn = true;
     },
+    drain: () =>
+      process.stdout.writableNeedDrain
+        ? new Promise<void>((resolve) => process.stdout.once("drain", () => resolve()))
+        : Promise.resolve(),
+    clearScreen: () => {
+      process.stdout.write("\x1b[H\x1b[2J");
+    },
+    outTty: process.stdout.isTTY === true,
     tty,
     env: process.env,
   };

@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +31,38 @@ function cli(...args: string[]): Promise<Run> {
         resolve({ code, stdout, stderr });
       },
     );
+  });
+}
+
+/** Runs a command under `script`, a real pseudo-terminal, for at most `ms`; resolves what it printed. */
+function ptyRun(command: string, ms: number): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn("script", ["-qfec", command, "/dev/null"], {
+      cwd: ROOT,
+      env: { ...process.env, PORT: "" },
+    });
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk;
+    });
+    const timer = setTimeout(() => child.kill("SIGTERM"), ms);
+    child.on("close", () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+  });
+}
+
+/** Runs the CLI on pipes for `ms`, then SIGTERM; resolves its stdout. */
+function timedRun(args: string[], ms: number): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], { cwd: ROOT });
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk;
+    });
+    setTimeout(() => child.kill("SIGTERM"), ms);
+    child.on("close", () => resolve(out));
   });
 }
 
@@ -161,7 +193,8 @@ describe("stowage CLI", () => {
 
   it("refuses bad arguments with a message and exit code 2", async () => {
     const cases: [string[], string][] = [
-      [["list", "--store", STORE], "--user is required"],
+      [["stats", "--interval", "1", "--store", STORE], "--interval goes with --watch"],
+      [["stats", "--watch", "--interval", "0", "--store", STORE], "--interval needs a number of seconds"],
       [["list", "--user", "alice", "--colour", "--store", STORE], "Unknown option '--colour'"],
       [["list", "--user", "alice", "extra", "--store", STORE], 'unexpected argument "extra"'],
       [["show", "--store", STORE], "show needs a session ID"],
@@ -252,6 +285,100 @@ describe("command-line conventions", () => {
     const run = await cli("list", "--user", "a", "--user", "b", "--store", "memory:");
     expect(run.code).toBe(2);
     expect(run.stderr).toContain("--user given more than once");
+  });
+
+  it("list without --user streams every live session of the store, signed in or not", async () => {
+    const dora = [await signIn("dora", "Chrome on Linux"), await signIn("dora", "Edge on Windows")];
+    const anonymous = sessions.create();
+    anonymous.set("device", "Curl");
+    await sessions.commit(anonymous);
+    const run = await cli("list", "--store", STORE);
+    expect(run.code).toBe(0);
+    const lines = run.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^ID\s+USER\s+CREATED\s+EXPIRES\s+LEVEL\s+DEVICE$/);
+    for (const s of [...dora, { id: anonymous.id }]) {
+      expect(lines.some((line) => line.startsWith(s.id.slice(0, 8)))).toBe(true);
+    }
+    expect(lines.some((line) => line.startsWith(stale.slice(0, 8)))).toBe(false);
+    expect(lines.at(-1)).toMatch(/^\d+ live sessions in the store$/);
+    expect(run.stdout).not.toContain(dora[0]!.token);
+  });
+
+  it("--json prints one documented object per session, with no secret", async () => {
+    const erin = [await signIn("erin", "Chrome on Linux"), await signIn("erin", "Firefox on macOS")];
+    const all = await cli("list", "--json", "--store", STORE);
+    const objects = all.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const first = objects.find((o) => o.id === erin[0]!.id)!;
+    expect(Object.keys(first).sort()).toEqual(
+      [
+        "attributes",
+        "createdAt",
+        "device",
+        "expiresAt",
+        "id",
+        "idleExpiresAt",
+        "kind",
+        "language",
+        "lastLoginAt",
+        "level",
+        "loginType",
+        "userId",
+      ].sort(),
+    );
+    expect(first).toMatchObject({
+      kind: "http",
+      userId: "erin",
+      level: 100,
+      loginType: "human",
+      device: "Chrome on Linux",
+    });
+    expect(first.attributes).toEqual({ device: "Chrome on Linux", counter: 3 });
+    expect(new Date(first.createdAt as string).toISOString()).toBe(first.createdAt);
+    const mine = await cli("list", "--user", "erin", "--json", "--store", STORE);
+    expect(
+      mine.stdout
+        .trim()
+        .split("\n")
+        .map((line) => (JSON.parse(line) as { id: string }).id),
+    ).toEqual(erin.map((a) => a.id));
+    const shown = await cli("show", erin[0]!.id, "--json", "--store", STORE);
+    const detail = JSON.parse(shown.stdout) as Record<string, unknown>;
+    expect(detail).toMatchObject({
+      id: erin[0]!.id,
+      userId: "erin",
+      renamedFrom: null,
+      channel: null,
+      connection: null,
+    });
+    expect(typeof detail.version).toBe("number");
+    for (const text of [all.stdout, mine.stdout, shown.stdout]) {
+      expect(text).not.toContain(erin[0]!.token.split(".")[1]);
+      expect(text).not.toMatch(/verifier|csrf/i);
+    }
+  });
+
+  it("stats --watch redraws in place on a terminal (a real pseudo-terminal) and prints blocks on a pipe", async () => {
+    const command = `${process.execPath} --import tsx ${MAIN} stats --watch --interval 0.3 --store ${STORE}`;
+    const tty = await ptyRun(command, 1600);
+    expect(tty).toContain("\x1b[H\x1b[2J");
+    expect(
+      tty.split("\x1b[H\x1b[2J").filter((frame) => frame.includes("live sessions")).length,
+    ).toBeGreaterThanOrEqual(2);
+    const piped = await timedRun(["stats", "--watch", "--interval", "0.3", "--store", STORE], 1600);
+    expect(piped).not.toContain("\x1b[");
+    expect(piped.split("live sessions").length - 1).toBeGreaterThanOrEqual(2);
+  });
+
+  it("progress on a terminal is drawn in place (a real pseudo-terminal)", async () => {
+    const out = await ptyRun(
+      `${process.execPath} --import tsx ${MAIN} bench --count 30000 --store memory:`,
+      60_000,
+    );
+    expect(out).toContain("\r\x1b[2K");
+    expect(out).toMatch(/bench: /);
   });
 
   it("progress on a pipe is one line per step, never the same step twice", async () => {
