@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { idsOf } from "../../src/conformance/helpers.js";
 import { makeRecord, newUserId, runStoreConformance, waitFor } from "../../src/conformance/index.js";
@@ -96,6 +96,32 @@ describe("redis cluster specifics", () => {
     const removed = await store.deleteByUser(userId, { exceptId: next.id });
     expect(removed.sort()).toEqual(idsOf(records.slice(1)));
     expect(idsOf(await store.listByUser(userId))).toEqual([next.id]);
+  });
+
+  it("events go over sharded pub/sub: a sharded subscriber gets them, a plain SUBSCRIBE on any node does not", async () => {
+    const store = open();
+    const channel = `${prefix}events`;
+    const sharded: string[] = [];
+    const plain: string[] = [];
+    const listener = new Cluster(running().nodes, { shardedSubscribers: true });
+    const nodes = running().nodes.map(({ port }) => new Redis(port, "127.0.0.1"));
+    try {
+      await listener.ssubscribe(channel);
+      listener.on("smessage", (_c: string, m: string) => sharded.push(m));
+      for (const n of nodes) {
+        await n.subscribe(channel);
+        n.on("message", (_c: string, m: string) => plain.push(m));
+      }
+      const event: StoreEvent = { type: "ended", id: makeRecord().id, at: Date.now() };
+      await store.publish(event);
+      await waitFor(() => sharded.some((m) => m.includes(event.id)), 2000, "the sharded message");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(sharded.filter((m) => m.includes(event.id))).toHaveLength(1);
+      expect(plain.some((m) => m.includes(event.id))).toBe(false);
+    } finally {
+      listener.disconnect();
+      for (const n of nodes) n.disconnect();
+    }
   });
 
   it("an event published in another process reaches a subscriber here within 1 s", async () => {

@@ -161,7 +161,7 @@ function parseEvent(message: string): { source: unknown; event: StoreEvent } | u
  *   another slot, so it is written by its own command after the session's script (an id enters it only
  *   once its hash exists), pruned by score on read, and `listByUser` drops ids whose hash is gone or
  *   belongs to someone else now; the hash is the truth, the index only a hint.
- * - `{prefix}events`: the pub/sub channel (PUBLISH reaches the whole Cluster).
+ * - `{prefix}events`: the pub/sub channel; on a Cluster a sharded one (SPUBLISH / SSUBSCRIBE).
  *
  * No request-path call uses KEYS or SCAN (only `scan`, the operators' listing, does). Every call rejects with STORE_UNAVAILABLE within `timeoutMs` when Redis is
  * unreachable, and the same store works again once it is back.
@@ -709,7 +709,14 @@ export class RedisStore implements SessionStore {
 
   async publish(event: StoreEvent): Promise<void> {
     const message = JSON.stringify({ s: this.#source, e: event });
-    await this.#run("publish", () => this.#client.publish(this.#channel, message));
+    // On a Cluster, sharded pub/sub: the event goes to the shard that owns the channel's slot, not
+    // over the cluster bus to every node.
+    const client = this.#client;
+    await this.#run("publish", () =>
+      client instanceof Cluster
+        ? client.spublish(this.#channel, message)
+        : client.publish(this.#channel, message),
+    );
     // Local listeners hear it at once; the echo from Redis is skipped by its source tag.
     this.#deliver(message);
   }
@@ -723,22 +730,29 @@ export class RedisStore implements SessionStore {
   #subscribed(): Promise<void> {
     if (!this.#subscriber) {
       // A connection of its own: a RESP2 subscriber can run nothing else. It queues while offline and
-      // resubscribes after a reconnect; ioredis Cluster subscribes on one node and PUBLISH is cluster-wide.
+      // resubscribes after a reconnect. On a Cluster it is a sharded subscriber (SSUBSCRIBE on the master
+      // that owns the channel's slot, followed when the slot moves).
+      const sharded = this.#client instanceof Cluster;
       const subscriber =
         this.#client instanceof Cluster
           ? this.#client.duplicate([], {
               enableOfflineQueue: true,
+              shardedSubscribers: true,
               redisOptions: { maxRetriesPerRequest: null },
             })
           : this.#client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
       subscriber.on("error", noop);
-      subscriber.on("message", (channel: string, message: string) => {
+      subscriber.on(sharded ? "smessage" : "message", (channel: string, message: string) => {
         if (channel === this.#channel) this.#deliver(message, true);
       });
       this.#subscriber = subscriber;
     }
     const subscriber = this.#subscriber;
-    this.#subscribing ??= subscriber.subscribe(this.#channel).then(noop, (error: unknown) => {
+    this.#subscribing ??= (
+      subscriber instanceof Cluster
+        ? subscriber.ssubscribe(this.#channel)
+        : subscriber.subscribe(this.#channel)
+    ).then(noop, (error: unknown) => {
       this.#subscribing = undefined;
       throw error;
     });
