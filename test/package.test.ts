@@ -1,5 +1,14 @@
 import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
@@ -96,3 +105,52 @@ it("npm pack on a fresh clone (no dist/) ships the build of every subpath, the d
     rmSync(clone, { recursive: true, force: true });
   }
 }, 120_000);
+
+it("an app that uses only the memory store and stowage/ws compiles with skipLibCheck false and no driver's types", () => {
+  // A project of its own: the package as installed (its dist and package.json), Node's types, and no
+  // @types/better-sqlite3, @types/pg, @types/ws or ioredis beside it.
+  const app = mkdtempSync(join(tmpdir(), "stowage-types-"));
+  try {
+    const modules = join(app, "node_modules");
+    cpSync("dist", join(modules, "stowage/dist"), { recursive: true });
+    cpSync("package.json", join(modules, "stowage/package.json"));
+    cpSync("node_modules/@types/node", join(modules, "@types/node"), { recursive: true });
+    cpSync("node_modules/undici-types", join(modules, "undici-types"), { recursive: true });
+    writeFileSync(join(app, "package.json"), '{"type":"module"}');
+    const source = [
+      'import { createSessions, MemoryStore } from "stowage";',
+      'import { connect } from "stowage/client";',
+      'import { createConnectionServer } from "stowage/ws";',
+      "const sessions = createSessions<{ cart: string[] }>({ store: new MemoryStore() });",
+      "const session = sessions.create();",
+      'session.set("cart", ["book"]);',
+      "export const live = () => createConnectionServer({ sessions, port: 0 });",
+      'export const client = () => connect("ws://127.0.0.1:1/live");',
+    ].join("\n");
+    writeFileSync(join(app, "app.ts"), source);
+    const config = {
+      compilerOptions: {
+        strict: true,
+        module: "nodenext",
+        moduleResolution: "nodenext",
+        target: "es2022",
+        skipLibCheck: false,
+        noEmit: true,
+        types: ["node"],
+      },
+      files: ["app.ts"],
+    };
+    execFileSync("sh", [
+      "-c",
+      `cat > ${join(app, "tsconfig.json")} <<'EOF_APP'\n${JSON.stringify(config)}\nEOF_APP`,
+    ]);
+    for (const driverTypes of ["better-sqlite3", "pg", "ws"])
+      expect(existsSync(join(modules, "@types", driverTypes))).toBe(false);
+    // tsc exits non-zero, with every error on stdout, if a published type needs what is not there.
+    execFileSync(process.execPath, [join(process.cwd(), "node_modules/typescript/bin/tsc"), "-p", app], {
+      encoding: "utf8",
+    });
+  } finally {
+    rmSync(app, { recursive: true, force: true });
+  }
+});
