@@ -101,15 +101,6 @@ process.on("message", (message: { expect?: number; storm?: true }) => {
         }
       });
     }
-    const reasons = new Map<string, number>();
-    for (const conn of clients) {
-      conn.on("closed", ({ reason }) => reasons.set(reason, (reasons.get(reason) ?? 0) + 1));
-      conn.on("reconnecting", ({ reason }) =>
-        reasons.set(`retry:${reason}`, (reasons.get(`retry:${reason}`) ?? 0) + 1),
-      );
-    }
-    if (process.env.STORM_DEBUG)
-      setInterval(() => console.error("storm", resumed, [...reasons]), 2000).unref();
     send({ armed: true });
   }
 });

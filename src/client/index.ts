@@ -95,6 +95,12 @@ export class ClientConnection {
   #socket: WebSocketLike | undefined;
   #id: string | undefined;
   #key: KeyPair | undefined;
+  /** The next resume's key pair, made while the connection is idle so a resume need only sign. */
+  #spare: Promise<KeyPair> | undefined;
+  /** The key offered in the resume awaiting its answer. */
+  #nextKey: KeyPair | undefined;
+  /** Keys offered in resumes whose answer never came: the server may hold any of them. */
+  #unconfirmed: KeyPair[] = [];
   #received = 0;
   #ackedSent = 0;
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
@@ -267,13 +273,6 @@ export class ClientConnection {
         break;
     }
   }
-
-  /** The next resume's key pair, made while the connection is idle so a resume need only sign. */
-  #spare: Promise<KeyPair> | undefined;
-  /** The key offered in the resume awaiting its answer. */
-  #nextKey: KeyPair | undefined;
-  /** Keys offered in resumes whose answer never came: the server may hold any of them. */
-  #unconfirmed: KeyPair[] = [];
 
   async #hello(socket: WebSocketLike, nonce: string): Promise<void> {
     if (this.#id === undefined || this.#key === undefined) {

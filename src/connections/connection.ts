@@ -136,10 +136,8 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
       this.terminate("expired");
       return;
     }
-    const failed = (error: unknown) => {
-      if (isStowageError(error, "SESSION_ENDED"))
-        this.terminate(isReplacedError(error) ? "replaced" : "revoked");
-    };
+    // Only an ended session closes it here; a store outage at a heartbeat is tried again at the next.
+    const failed = (error: unknown) => this.#ended(error);
     if (session) {
       this.#host.commit(session).catch(failed);
       return;
@@ -168,13 +166,7 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
    * session is gone. A value that is not JSON, or larger than the replay bound, throws INVALID_VALUE.
    */
   send(value: JsonValue): Promise<number> {
-    const text = serializeJson(value, "message");
-    if (textBytes(text) > this.#host.maxMessageBytes) {
-      throw new StowageError(
-        "INVALID_VALUE",
-        `the message takes more than ${this.#host.maxMessageBytes} bytes (the replay and frame bounds)`,
-      );
-    }
+    const text = messageText(value, this.#host.maxMessageBytes);
     return new Promise((resolve, reject) => {
       this.#outgoing.push({ text, resolve, reject });
       // Every send of one turn goes to the store in one append.
@@ -335,18 +327,33 @@ export class Connection<A extends object = Attributes> extends Emitter<Connectio
 
   /** A store call failed: the connection closes with the reason the client should act on. */
   #failed(error: unknown): void {
-    if (this.#closed !== undefined) return;
-    if (isStowageError(error, "SESSION_ENDED")) {
-      this.terminate(isReplacedError(error) ? "replaced" : "revoked");
-    } else {
-      this.emit("error", asError(error));
-      this.terminate("unavailable");
-    }
+    if (this.#closed !== undefined || this.#ended(error)) return;
+    this.emit("error", asError(error));
+    this.terminate("unavailable");
+  }
+
+  /** Closes with `replaced` or `revoked` when a store call says the session is no longer this one's. */
+  #ended(error: unknown): boolean {
+    if (!isStowageError(error, "SESSION_ENDED")) return false;
+    this.terminate(isReplacedError(error) ? "replaced" : "revoked");
+    return true;
   }
 }
 
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
+}
+
+/** A message's JSON text, or INVALID_VALUE when it is not JSON or larger than `maxBytes`. */
+export function messageText(value: JsonValue, maxBytes: number): string {
+  const text = serializeJson(value, "message");
+  if (textBytes(text) > maxBytes) {
+    throw new StowageError(
+      "INVALID_VALUE",
+      `the message takes more than ${maxBytes} bytes (the replay and frame bounds)`,
+    );
+  }
+  return text;
 }
 
 /** The WebSocket close code of a reason. */

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { isStowageError, StowageError } from "../core/errors.js";
+import { isStowageError } from "../core/errors.js";
 import { Emitter } from "../core/events.js";
-import { serializeJson, textBytes } from "../core/json.js";
+import { serializeJson } from "../core/json.js";
 import type { Sessions } from "../core/manager.js";
 import { OptionChecker } from "../core/options.js";
 import {
@@ -22,7 +22,7 @@ import {
   proofText,
 } from "../protocol/frames.js";
 import type { CloseReason } from "../protocol/reasons.js";
-import { Connection, type ConnectionHost } from "./connection.js";
+import { Connection, type ConnectionHost, messageText } from "./connection.js";
 import { newConnectionId, newNonce, verifyProof } from "./credential.js";
 
 /** Who a new connection belongs to, as `authenticate` says. */
@@ -247,14 +247,7 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
   async send(sessionId: string, value: JsonValue): Promise<number> {
     const local = this.#live.get(sessionId);
     if (local && local.closeReason === undefined) return local.send(value);
-    const text = serializeJson(value, "message");
-    if (textBytes(text) > this.#host.maxMessageBytes) {
-      // Same check and error as Connection.send.
-      throw new StowageError(
-        "INVALID_VALUE",
-        `the message takes more than ${this.#host.maxMessageBytes} bytes (the replay and frame bounds)`,
-      );
-    }
+    const text = messageText(value, this.#host.maxMessageBytes);
     const seq = await this.sessions.store.outboxAppend(sessionId, [text], this.settings.replay);
     await this.sessions.store.publish({
       type: "outbox",
@@ -420,7 +413,6 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     init: ConstructorParameters<typeof Connection<A>>[4],
   ): Connection<A> {
     const connection = new Connection<A>(transport, this.#host, record, ref, init);
-    this.#live.get(record.id)?.terminate("replaced");
     this.#live.set(record.id, connection);
     return connection;
   }
