@@ -45,7 +45,8 @@ const ALLOWED: Record<string, string[]> = {
   // The protocol imports nothing, so the browser client can load it; connections put it over core.
   protocol: [],
   client: ["protocol"],
-  connections: ["core", "http", "protocol"],
+  // stowage/tcp puts the client core on a TCP socket.
+  connections: ["core", "http", "protocol", "client"],
   demo: ["root", "core", "http", "stores", "metrics", "connections"],
   cli: ["root", "core", "http", "stores", "demo"],
   root: ["core", "stores"],

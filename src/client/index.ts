@@ -34,6 +34,8 @@ export interface ConnectOptions {
   maxDelayMs?: number;
   /** Most of its own messages the client keeps until the server acknowledges them; `send` past it throws. @default 1000 */
   maxBuffered?: number;
+  /** Sent with a new connection's first frame, for the server's `authenticate` (a token, say); never with a resume. */
+  auth?: Json;
 }
 
 /** Events of a client connection. */
@@ -90,6 +92,7 @@ export class ClientConnection {
   readonly #minDelayMs: number;
   readonly #maxDelayMs: number;
   readonly #maxBuffered: number;
+  readonly #auth: Json | undefined;
   readonly #listeners = new Map<keyof ClientEvents, Set<Listener<never>>>();
   #state: ClientState = "connecting";
   #socket: WebSocketLike | undefined;
@@ -125,6 +128,7 @@ export class ClientConnection {
     this.#minDelayMs = options.minDelayMs ?? 250;
     this.#maxDelayMs = options.maxDelayMs ?? 30_000;
     this.#maxBuffered = options.maxBuffered ?? 1000;
+    this.#auth = options.auth;
     this.#dial();
   }
 
@@ -277,7 +281,12 @@ export class ClientConnection {
   async #hello(socket: WebSocketLike, nonce: string): Promise<void> {
     if (this.#id === undefined || this.#key === undefined) {
       this.#key ??= await newKeyPair();
-      if (socket === this.#socket) socket.send(JSON.stringify({ t: "new", key: this.#key.publicKey }));
+      const frame = {
+        t: "new",
+        key: this.#key.publicKey,
+        ...(this.#auth === undefined ? {} : { auth: this.#auth }),
+      };
+      if (socket === this.#socket) socket.send(JSON.stringify(frame));
       return;
     }
     // The next key pair is made now and used once the server confirms: the credential rotates every resume.

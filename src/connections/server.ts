@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { isStowageError } from "../core/errors.js";
+import { isStowageError, StowageError } from "../core/errors.js";
 import { Emitter } from "../core/events.js";
 import { serializeJson } from "../core/json.js";
 import type { Sessions } from "../core/manager.js";
@@ -17,6 +17,7 @@ import { newId, verifierOf } from "../core/tokens.js";
 import {
   type ClientFrame,
   type Gap,
+  type Json,
   PROTOCOL_VERSION,
   parseClientFrame,
   proofText,
@@ -36,12 +37,14 @@ export interface ConnectionIdentity<A extends object = Attributes> {
 }
 
 /**
- * Decides who a new connection is: the request it came with (the WebSocket upgrade request) and the HTTP
- * session its cookie names, or null when there is none. Returning null refuses the connection (`refused`).
+ * Decides who a new connection is: the request it came with (the WebSocket upgrade request, or the TCP
+ * socket), the HTTP session its cookie names (null when there is none), and the `auth` value the client
+ * sent with its `new` frame (the client's `auth` option). Returning null refuses the connection (`refused`).
  */
 export type Authenticate<A extends object, R> = (
   request: R,
   httpSession: Session<A> | null,
+  auth: Json | undefined,
 ) => ConnectionIdentity<A> | null | Promise<ConnectionIdentity<A> | null>;
 
 /** Options every connection server takes (stowage/ws adds its transport's). */
@@ -70,8 +73,8 @@ export interface ConnectionOptions<A extends object, R> {
 export interface ConnectionServerEvents<A extends object> {
   /** A connection is open: new, or resumed. */
   connection: Connection<A>;
-  /** A handshake was refused; `id` when it named a session. */
-  rejected: { reason: CloseReason; id?: string };
+  /** A handshake was refused; `id` when it named a session, `detail` when the reason alone does not say why. */
+  rejected: { reason: CloseReason; id?: string; detail?: string };
   /** A background failure (the store's event subscription, say). */
   error: Error;
 }
@@ -82,7 +85,28 @@ export interface Transport {
   write(text: string): void;
   /** Ends the transport, telling the client `reason`. */
   end(reason: CloseReason): void;
+  /** What an encrypted transport (stowage/tcp's channel) tells the protocol; undefined in clear. */
+  readonly channel?: ChannelBinding;
 }
+
+/**
+ * An encrypted transport's channel, as the protocol needs it: a new session keeps `secret` (sealed with
+ * the key ring) so its resumes can mix it in; a session that has one resumes only on a channel whose
+ * keys were mixed with it.
+ */
+export interface ChannelBinding {
+  /** The cipher suite, as the record names it. */
+  readonly algorithm: string;
+  /** Derived in this channel's handshake: what a session without a stored secret keeps. */
+  readonly secret: Uint8Array;
+  /** The session whose stored secret this channel mixed in, with that secret (to seal it again). */
+  readonly resumed?: { readonly id: string; readonly secret: Uint8Array };
+  /** The session the client named whose stored secret could not be opened: the answer its resume gets, and why. */
+  readonly unopened?: { readonly id: string; readonly reason: CloseReason; readonly detail: string };
+}
+
+/** A session's stored channel secret, opened: or why it cannot be. */
+export type StoredSecret = { readonly secret: Buffer } | { readonly missing: string } | undefined;
 
 /** The protocol's side of one transport: the transport calls these as frames come and when it ends. */
 export interface Peer {
@@ -92,7 +116,8 @@ export interface Peer {
   lost(): void;
 }
 
-const OPTIONS = [
+/** @internal The option names every connection server takes. */
+export const CONNECTION_OPTIONS = [
   "sessions",
   "authenticate",
   "resumeWindowMs",
@@ -106,6 +131,14 @@ const OPTIONS = [
 
 // Longest a replay or a pump reads from the outbox in one store call.
 const READ_PAGE = 500;
+
+/** Why a handshake was refused, with a detail where the reason alone does not say it. */
+type Refusal = CloseReason | { reason: CloseReason; detail: string };
+
+/** The associated data a channel secret is sealed under (as `Session.setChannel` seals). */
+function channelContext(algorithm: string): string {
+  return `channel:${algorithm}`;
+}
 
 /**
  * The resume protocol over any transport (docs/resume-protocol.md): the hello and its nonce, a new
@@ -140,7 +173,7 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
 
   constructor(options: ConnectionOptions<A, R>, extra: readonly string[] = []) {
     super();
-    const check = new OptionChecker("createConnectionServer", options, [...OPTIONS, ...extra]);
+    const check = new OptionChecker("createConnectionServer", options, [...CONNECTION_OPTIONS, ...extra]);
     const sessions = check.raw("sessions") as Sessions<A> | undefined;
     if (typeof sessions?.connectionSession !== "function") {
       throw check.error("sessions must be a session manager (createSessions)");
@@ -222,15 +255,34 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     transport: Transport,
     request: R,
     gone: () => boolean,
-  ): Promise<Connection<A> | CloseReason> {
-    if (frame.t === "new") return this.#open(frame.key, transport, request);
+  ): Promise<Connection<A> | Refusal> {
+    if (frame.t === "new") return this.#open(frame, transport, request);
     return this.#resume(frame, nonce, transport, gone);
+  }
+
+  /**
+   * The stored channel secret of session `id`, opened with the manager's key ring, for a transport whose
+   * channel handshake names it: undefined when there is no such session or it has no secret (the resume
+   * then answers as it would anyway), `missing` when its sealing key is gone or it does not open.
+   */
+  protected async storedSecret(id: string): Promise<StoredSecret> {
+    const record = await this.sessions.store.get(id);
+    const channel = record?.connection ? record.channel : undefined;
+    if (!channel) return undefined;
+    const ring = this.sessions.keys;
+    if (!ring || ring.keyOf(channel.sealedSecret) === "missing") {
+      return { missing: "its channel secret was sealed with a key the key ring no longer has" };
+    }
+    const secret = ring.unseal(channel.sealedSecret, channelContext(channel.algorithm));
+    return secret
+      ? { secret }
+      : { missing: "its sealed channel secret does not open (altered in the store)" };
   }
 
   /** @internal A handshake is over: connected, refused, failed, or (undefined) its transport went first. */
   settled(
     peer: Handshake<A, R>,
-    outcome: Connection<A> | { reason: CloseReason; id?: string } | Error | undefined,
+    outcome: Connection<A> | ConnectionServerEvents<A>["rejected"] | Error | undefined,
   ): void {
     this.#pending.delete(peer);
     if (outcome === undefined) return;
@@ -271,13 +323,17 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
   }
 
   /** A new connection session, for whoever `authenticate` says the client is. */
-  async #open(key: string, transport: Transport, request: R): Promise<Connection<A> | CloseReason> {
+  async #open(
+    frame: Extract<ClientFrame, { t: "new" }>,
+    transport: Transport,
+    request: R,
+  ): Promise<Connection<A> | CloseReason> {
     const store = this.sessions.store;
     let identity: ConnectionIdentity<A> | null = {};
     let http: Session<A> | null = null;
     try {
       http = await this.httpSession(request);
-      if (this.#authenticate) identity = await this.#authenticate(request, http);
+      if (this.#authenticate) identity = await this.#authenticate(request, http, frame.auth);
     } catch (error) {
       if (isStowageError(error, "STORE_UNAVAILABLE")) return "unavailable";
       throw error;
@@ -289,7 +345,13 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     if (!Number.isInteger(level) || level < 0 || level > 255) return "refused";
     const attributes = JSON.parse(serializeJson(identity.attributes ?? {}, "attributes")) as Attributes;
     const now = this.sessions.now();
-    const ref: ConnectionRef = { id: newConnectionId(), node: this.node, generation: 1, received: 0, key };
+    const ref: ConnectionRef = {
+      id: newConnectionId(),
+      node: this.node,
+      generation: 1,
+      received: 0,
+      key: frame.key,
+    };
     const record: SessionRecord = {
       id: newId(),
       // No token names a connection session; this verifier is of a secret nobody ever sees.
@@ -304,6 +366,8 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
       attributes,
       connection: ref,
     };
+    const channel = transport.channel;
+    if (channel) record.channel = this.#sealed(channel.algorithm, channel.secret);
     if (userId !== undefined) {
       record.userId = userId;
       if (http?.lastLoginAt !== undefined) record.lastLoginAt = http.lastLoginAt;
@@ -333,9 +397,10 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     nonce: string,
     transport: Transport,
     gone: () => boolean,
-  ): Promise<Connection<A> | CloseReason> {
+  ): Promise<Connection<A> | Refusal> {
     const store = this.sessions.store;
     const text = proofText(nonce, frame.id, frame.ack, frame.key);
+    const binding = transport.channel;
     let record: SessionRecord | undefined;
     let ref: ConnectionRef | undefined;
     try {
@@ -346,6 +411,18 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
         if (!frame.proofs.some((proof) => verifyProof(held.key, text, proof))) return "bad-proof";
         const now = this.sessions.now();
         if (expiryOf(found) <= now) return "expired";
+        // A session with a channel secret resumes only on a channel its secret went into.
+        let channel: SessionRecord["channel"];
+        if (found.channel) {
+          const unopened = binding?.unopened;
+          if (unopened?.id === frame.id) return { reason: unopened.reason, detail: unopened.detail };
+          if (binding?.resumed?.id !== frame.id) return "bad-proof";
+          if (this.sessions.keys?.keyOf(found.channel.sealedSecret) !== "current") {
+            channel = this.#sealed(found.channel.algorithm, binding.resumed.secret);
+          }
+        } else if (binding) {
+          channel = this.#sealed(binding.algorithm, binding.secret);
+        }
         if (gone()) return "closed";
         const next: ConnectionRef = {
           id: newConnectionId(),
@@ -356,12 +433,11 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
         };
         const idleExpiresAt = now + this.settings.resumeWindowMs;
         try {
-          const version = await store.commit(
-            frame.id,
-            { meta: { connection: next, idleExpiresAt } },
-            { ifVersion: found.version },
-          );
-          record = { ...found, version, connection: next, idleExpiresAt };
+          const meta = channel
+            ? { connection: next, idleExpiresAt, channel }
+            : { connection: next, idleExpiresAt };
+          const version = await store.commit(frame.id, { meta }, { ifVersion: found.version });
+          record = { ...found, ...meta, version };
           ref = next;
         } catch (error) {
           if (isStowageError(error, "SESSION_ENDED")) return "expired";
@@ -404,6 +480,14 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     if (frame.ack > 0) store.outboxTrim(frame.id, frame.ack).catch(() => undefined);
     void connection.pump();
     return connection;
+  }
+
+  /** A channel secret sealed with the key ring's current key, bound to its algorithm. */
+  #sealed(algorithm: string, secret: Uint8Array): NonNullable<SessionRecord["channel"]> {
+    const ring = this.sessions.keys;
+    if (!ring)
+      throw new StowageError("CONFIG_INVALID", "an encrypted channel needs the manager's keys option");
+    return { algorithm, sealedSecret: ring.seal(secret, channelContext(algorithm)) };
   }
 
   #connect(
@@ -472,6 +556,8 @@ class Handshake<A extends object, R> implements Peer {
   #timer: NodeJS.Timeout | undefined;
   #connection: Connection<A> | undefined;
   #gone = false;
+  /** A frame came before the handshake's answer: the client broke the protocol. */
+  #early = false;
 
   constructor(server: ConnectionServer<A, R>, transport: Transport, request: R, timeoutMs: number) {
     this.#server = server;
@@ -493,7 +579,10 @@ class Handshake<A extends object, R> implements Peer {
     }
     const nonce = this.#nonce;
     const request = this.#request;
-    if (nonce === undefined || request === undefined) return;
+    if (nonce === undefined || request === undefined) {
+      this.#early = true;
+      return;
+    }
     this.#done();
     const frame = parseClientFrame(text);
     if (frame?.t !== "new" && frame?.t !== "resume") {
@@ -504,11 +593,13 @@ class Handshake<A extends object, R> implements Peer {
       .open(frame, nonce, this.#transport, request, () => this.#gone)
       .then(
         (opened) => {
-          if (typeof opened === "string")
-            return this.#reject(opened, frame.t === "resume" ? frame.id : undefined);
+          const id = frame.t === "resume" ? frame.id : undefined;
+          if (typeof opened === "string") return this.#reject(opened, id);
+          if (!(opened instanceof Connection)) return this.#reject(opened.reason, id, opened.detail);
           this.#connection = opened;
           this.#server.settled(this, this.#gone ? undefined : opened);
           if (this.#gone) opened.terminate("lost");
+          else if (this.#early) opened.terminate("malformed");
         },
         (error: unknown) => {
           this.#server.settled(this, error instanceof Error ? error : new Error(String(error)));
@@ -535,9 +626,13 @@ class Handshake<A extends object, R> implements Peer {
     this.#request = undefined;
   }
 
-  #reject(reason: CloseReason, id?: string): void {
+  #reject(reason: CloseReason, id?: string, detail?: string): void {
     this.#done();
-    this.#server.settled(this, id === undefined ? { reason } : { reason, id });
+    this.#server.settled(this, {
+      reason,
+      ...(id === undefined ? {} : { id }),
+      ...(detail === undefined ? {} : { detail }),
+    });
     if (this.#gone) return;
     this.#transport.write(`{"t":"rejected","reason":"${reason}"}`);
     this.#transport.end(reason);

@@ -48,6 +48,16 @@ export class KeyRing {
     return `${this.#primary}.${iv.toString("base64url")}.${body.toString("base64url")}.${cipher.getAuthTag().toString("base64url")}`;
   }
 
+  /**
+   * What opening `sealed` would find: `current` (sealed with the first key), `old` (with another key of
+   * the ring: open it and seal it again), `missing` (its key is gone from the ring, or it is not sealed text).
+   */
+  keyOf(sealed: string): "current" | "old" | "missing" {
+    const keyId = sealed.slice(0, sealed.indexOf("."));
+    if (keyId === this.#primary) return "current";
+    return keyId.length > 0 && this.#keys.has(keyId) ? "old" : "missing";
+  }
+
   /** Opens a sealed value; null when it was tampered with, sealed for another context, or its key is gone. */
   unseal(sealed: string, context = ""): Buffer | null {
     const parts = sealed.split(".");

@@ -120,6 +120,8 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
   readonly ttl: number;
   /** Idle lifetime in ms. */
   readonly idleTimeout: number;
+  /** The key ring that seals channel secrets (the `keys` option); undefined without one. */
+  readonly keys: KeyRing | undefined;
   readonly #touchAfter: number;
   readonly #rotateEvery: number;
   readonly #rotationGraceMs: number;
@@ -201,6 +203,7 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
       conflict,
       commit: (s) => this.#engine.commit(s, true),
     };
+    this.keys = keys;
     this.#host = {
       maxAttributesBytes,
       keys,

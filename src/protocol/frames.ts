@@ -29,7 +29,7 @@ export type ServerFrame =
 
 /** Frames the client sends. */
 export type ClientFrame =
-  | { t: "new"; key: string }
+  | { t: "new"; key: string; auth?: Json }
   | { t: "resume"; id: string; ack: number; key: string; proofs: string[] }
   | { t: "m"; s: number; d: Json }
   | { t: "ack"; s: number }
@@ -91,7 +91,8 @@ export function parseClientFrame(text: string): ClientFrame | undefined {
     case "ping":
       return { t: "ping" };
     case "new":
-      return isPublicKey(f.key) ? { t: "new", key: f.key } : undefined;
+      if (!isPublicKey(f.key)) return undefined;
+      return f.auth === undefined ? { t: "new", key: f.key } : { t: "new", key: f.key, auth: f.auth as Json };
     case "resume":
       return isSessionId(f.id) &&
         isSeq(f.ack) &&

@@ -234,7 +234,7 @@ describe("junk", () => {
         raw.send({ t: "new", key });
         await raw.frame("welcome");
         const frame = frames[i]!;
-        raw.ws.send(frame);
+        raw.sendRaw(frame);
         const { code } = await raw.closed;
         codes.set(code, (codes.get(code) ?? 0) + 1);
         if (i % 1000 === 0) await live.send(id, ++sent);

@@ -1,15 +1,54 @@
+import type { IncomingMessage } from "node:http";
 import { createConnection as connectTcp, createServer, type Server, type Socket } from "node:net";
 import WebSocket from "ws";
 import { type ClientConnection, type ClientEvents, connect } from "../../src/client/index.js";
 import type { Connection } from "../../src/connections/connection.js";
+import type { Authenticate, ConnectionServer } from "../../src/connections/server.js";
+import { connectTcp as connectTcpClient, type TcpConnectOptions } from "../../src/connections/tcp-client.js";
 import {
-  createConnectionServer,
-  type WsConnectionOptions,
-  type WsConnectionServer,
-} from "../../src/connections/ws.js";
+  createTcpConnectionServer,
+  type TcpChannelOptions,
+  type TcpConnectionServer,
+} from "../../src/connections/tcp-server.js";
+import { createConnectionServer, type WsConnectionOptions } from "../../src/connections/ws.js";
 import type { Sessions } from "../../src/core/manager.js";
+import type { Attributes } from "../../src/core/record.js";
 import type { SessionStore } from "../../src/core/store.js";
-import { createSessions } from "../../src/index.js";
+import { createSessions, KeyRing } from "../../src/index.js";
+
+/**
+ * The transports the connection tests run on: WebSocket, TCP in clear, and TCP with the encrypted
+ * channel. A test names where its client goes with a URL: `ws://`, `tcp://` or `tcp+channel://`.
+ */
+export const WIRES = ["ws", "tcp", "tcp+channel"] as const;
+export type Wire = (typeof WIRES)[number];
+
+/** The key ring of every test manager: channel secrets need one. */
+export const TEST_KEYS = [{ id: "k1", key: KeyRing.generateKey() }];
+
+/** The URL of a server of `wire` on `port`, for TestClient and RawSocket; `user` is who authenticate says it is. */
+export function urlOf(wire: Wire, port: number, user?: string): string {
+  const query = user === undefined ? "" : `?user=${user}`;
+  return wire === "ws" ? `ws://127.0.0.1:${port}/live${query}` : `${wire}://127.0.0.1:${port}${query}`;
+}
+
+/** The wire a URL names. */
+export function wireOf(url: string): Wire {
+  return url.startsWith("ws") ? "ws" : url.startsWith("tcp+channel") ? "tcp+channel" : "tcp";
+}
+
+/** The user a test client named: from the upgrade's URL (WebSocket) or its `auth` value (TCP). */
+export function userOf(request: unknown, auth: unknown): string | undefined {
+  const url = (request as IncomingMessage).url;
+  if (typeof url === "string") return new URL(url, "http://x").searchParams.get("user") ?? undefined;
+  return (auth as { user?: string } | undefined)?.user;
+}
+
+/** A connection server of either transport: what the tests use of both. */
+export type LiveServer = ConnectionServer<Attributes, never> & {
+  address(): { port: number };
+  ready: Promise<void>;
+};
 
 /**
  * A TCP proxy between a client and the server, so a test can cut the network for real: `cut()` destroys
@@ -83,20 +122,68 @@ export class CutProxy {
   }
 }
 
-/** A manager and a connection server on a port of its own, on `store`. */
+/** Options of a test server: the protocol's, WebSocket's, and the TCP channel's. */
+export type LiveOptions = Partial<Omit<WsConnectionOptions, "authenticate">> & {
+  authenticate?: Authenticate<Attributes, unknown>;
+  channel?: TcpChannelOptions;
+  frameTimeoutMs?: number;
+};
+
+/** A manager and a connection server of `wire` on a port of its own, on `store`. */
 export async function startLive(
   store: SessionStore,
-  options: Partial<WsConnectionOptions> = {},
-  sessions: Sessions = createSessions({ store }),
-): Promise<{ sessions: Sessions; live: WsConnectionServer; port: number; stop(): Promise<void> }> {
-  const live = createConnectionServer({ sessions, port: 0, heartbeatMs: 1000, ...options });
+  options: LiveOptions = {},
+  sessions: Sessions = createSessions({ store, keys: TEST_KEYS }),
+  wire: Wire = "ws",
+): Promise<{
+  sessions: Sessions;
+  live: LiveServer;
+  port: number;
+  wire: Wire;
+  url(port?: number, user?: string): string;
+  stop(): Promise<void>;
+}> {
+  const { channel, frameTimeoutMs, ...common } = options;
+  const base = { sessions, port: 0, heartbeatMs: 1000, ...common } as never;
+  const live = (wire === "ws"
+    ? createConnectionServer(base)
+    : createTcpConnectionServer({
+        ...(base as object),
+        ...(wire === "tcp+channel" ? { channel: channel ?? true } : {}),
+        ...(frameTimeoutMs === undefined ? {} : { frameTimeoutMs }),
+      } as never)) as unknown as LiveServer;
   await live.ready;
+  const port = live.address().port;
   return {
     sessions,
     live,
-    port: live.address().port,
+    port,
+    wire,
+    url: (at = port, user) => urlOf(wire, at, user),
     stop: () => live.close(),
   };
+}
+
+/** The TCP server of a test server started on a TCP wire. */
+export function tcpServer(live: LiveServer): TcpConnectionServer {
+  return live as unknown as TcpConnectionServer;
+}
+
+/** A client of the wire its URL names: stowage/client on ws, connectTcp on tcp. */
+export function connectTo(url: string, options: Parameters<typeof connect>[1] & TcpConnectOptions = {}) {
+  const wire = wireOf(url);
+  if (wire === "ws") return connect(url, { WebSocket: WebSocket as never, ...options });
+  const parsed = new URL(url.replace(/^tcp(\+channel)?:/, "http:"));
+  const user = parsed.searchParams.get("user");
+  const { WebSocket: _ignored, ...rest } = options;
+  return connectTcpClient(
+    { host: parsed.hostname, port: Number(parsed.port) },
+    {
+      ...(user === null ? {} : { auth: { user } }),
+      ...(wire === "tcp+channel" ? { channel: true } : {}),
+      ...rest,
+    },
+  );
 }
 
 /** A client and everything it heard, for assertions. */
@@ -107,9 +194,8 @@ export class TestClient {
   readonly reconnects: ClientEvents["reconnecting"][] = [];
   closed: ClientEvents["closed"] | undefined;
 
-  constructor(url: string, options: Parameters<typeof connect>[1] = {}) {
-    this.conn = connect(url, {
-      WebSocket: WebSocket as never,
+  constructor(url: string, options: Parameters<typeof connectTo>[1] = {}) {
+    this.conn = connectTo(url, {
       heartbeatMs: 1000,
       minDelayMs: 20,
       maxDelayMs: 200,
@@ -129,7 +215,7 @@ export class TestClient {
 }
 
 /** Server-side record of every connection and the messages each got. */
-export function recordConnections(live: WsConnectionServer) {
+export function recordConnections(live: LiveServer) {
   const seen: { conn: Connection; messages: unknown[]; closed?: string }[] = [];
   live.on("connection", (conn) => {
     const entry: (typeof seen)[number] = { conn, messages: [] };

@@ -1,6 +1,11 @@
 import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
+import { createConnection, type Socket } from "node:net";
 import WebSocket from "ws";
+import { ClientHandshake, type OpenChannel, publicKeyOf } from "../../src/connections/channel.js";
+import { encodeFrame, FrameDecoder } from "../../src/connections/framing.js";
 import { proofText } from "../../src/protocol/frames.js";
+import { CLOSE_CODES } from "../../src/protocol/reasons.js";
+import { type Wire, wireOf } from "./harness.js";
 
 /** An Ed25519 key pair whose private half the test can see (the real client's is not extractable). */
 export interface TestKey {
@@ -21,26 +26,94 @@ export function proof(key: TestKey, nonce: string, id: string, ack: number, next
   return sign(null, Buffer.from(proofText(nonce, id, ack, next)), key.privateKey).toString("base64url");
 }
 
-/** A WebSocket client that speaks the protocol by hand, frame by frame. */
+/** A channel secret a raw TCP client keeps for its session's resumes. */
+export interface RawResume {
+  id: string;
+  secret: Buffer;
+}
+
+/**
+ * A client that speaks the protocol by hand, frame by frame, on the wire its URL names: a WebSocket, or
+ * a TCP socket with length-prefixed frames (and the encrypted channel on `tcp+channel://`; `resume`
+ * names the session whose stored secret the channel hello mixes in).
+ */
 export class RawSocket {
-  readonly ws: WebSocket;
   readonly frames: Record<string, unknown>[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
+  readonly wire: Wire;
+  /** The WebSocket, on ws. */
+  readonly ws: WebSocket | undefined;
+  /** The TCP socket, on tcp. */
+  readonly tcp: Socket | undefined;
+  /** This connection's channel: its ciphers and the secret a new session keeps. */
+  channel: OpenChannel | undefined;
+  #open: Promise<void>;
+  #reason: string | undefined;
   #waiters: (() => void)[] = [];
+  #done = false;
 
-  constructor(url: string) {
-    this.ws = new WebSocket(url);
-    this.ws.on("message", (data) => {
-      this.frames.push(JSON.parse(data.toString()) as Record<string, unknown>);
-      for (const wake of this.#waiters.splice(0)) wake();
+  constructor(url: string, options: { resume?: RawResume; serverKey?: string } = {}) {
+    this.wire = wireOf(url);
+    let resolveClosed!: (value: { code: number; reason: string }) => void;
+    this.closed = new Promise((resolve) => {
+      resolveClosed = resolve;
     });
-    this.ws.on("error", () => undefined);
-    this.closed = new Promise((resolve) =>
-      this.ws.on("close", (code, reason) => {
-        resolve({ code, reason: reason.toString() });
-        for (const wake of this.#waiters.splice(0)) wake();
-      }),
-    );
+    const finished = (code: number, reason: string) => {
+      this.#done = true;
+      resolveClosed({ code, reason });
+      for (const wake of this.#waiters.splice(0)) wake();
+    };
+    if (this.wire === "ws") {
+      const ws = new WebSocket(url);
+      this.ws = ws;
+      this.#open = Promise.resolve();
+      ws.on("message", (data) => this.#frame(data.toString()));
+      ws.on("error", () => undefined);
+      ws.on("close", (code, reason) => finished(code, reason.toString()));
+      return;
+    }
+    const { hostname, port } = new URL(url.replace(/^tcp(\+channel)?:/, "http:"));
+    const tcp = createConnection({ host: hostname, port: Number(port) });
+    this.tcp = tcp;
+    const decoder = new FrameDecoder(64 << 20);
+    const handshake =
+      this.wire === "tcp+channel"
+        ? new ClientHandshake(options.resume, options.serverKey ? publicKeyOf(options.serverKey) : undefined)
+        : undefined;
+    let ready!: () => void;
+    this.#open = new Promise((resolve) => {
+      ready = resolve;
+    });
+    tcp.on("connect", () => {
+      if (handshake) tcp.write(encodeFrame(handshake.hello));
+      else ready();
+    });
+    tcp.on("data", (chunk: Buffer) => {
+      for (const body of decoder.push(chunk) ?? []) {
+        if (handshake && !this.channel) {
+          const keys = handshake.finish(body);
+          if (typeof keys === "string") throw new Error(`channel: ${keys}`);
+          this.channel = keys;
+          ready();
+          continue;
+        }
+        const plain = this.channel ? this.channel.receive.open(body) : body;
+        if (plain === null) throw new Error("a server frame did not open");
+        this.#frame(plain.toString("utf8"));
+      }
+    });
+    tcp.on("error", () => undefined);
+    tcp.on("close", () => {
+      const reason = this.#reason;
+      finished(reason && reason in CLOSE_CODES ? CLOSE_CODES[reason as "closed"] : 1006, reason ?? "");
+    });
+  }
+
+  #frame(text: string): void {
+    const frame = JSON.parse(text) as Record<string, unknown>;
+    if (frame.t === "close" || frame.t === "rejected") this.#reason = frame.reason as string;
+    this.frames.push(frame);
+    for (const wake of this.#waiters.splice(0)) wake();
   }
 
   /** The next frame of type `t` (waiting for it), or undefined if the socket closes first. */
@@ -52,7 +125,7 @@ export class RawSocket {
         this.frames.splice(this.frames.indexOf(found), 1);
         return found;
       }
-      if (this.ws.readyState === WebSocket.CLOSED || Date.now() > deadline) return undefined;
+      if (this.#done || Date.now() > deadline) return undefined;
       await new Promise<void>((resolve) => {
         this.#waiters.push(resolve);
         setTimeout(resolve, 20);
@@ -66,21 +139,39 @@ export class RawSocket {
     return hello.nonce as string;
   }
 
+  /** Sends a frame (an object as JSON, or text as it is). */
   send(frame: unknown): void {
-    this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+    this.sendRaw(typeof frame === "string" ? frame : JSON.stringify(frame));
+  }
+
+  /** Sends text, or bytes (a binary WebSocket message; a TCP frame body that is not UTF-8 JSON). */
+  sendRaw(data: string | Uint8Array): void {
+    if (this.ws) {
+      this.ws.send(data);
+      return;
+    }
+    const body = typeof data === "string" ? Buffer.from(data) : Buffer.from(data);
+    void this.#open.then(() => {
+      this.tcp!.write(this.channel ? this.channel.send.seal(body) : encodeFrame(body));
+    });
   }
 
   close(): void {
-    this.ws.terminate();
+    if (this.ws) this.ws.terminate();
+    else this.tcp!.destroy();
   }
 }
 
 /** Opens a new connection session by hand; resolves its id, with the socket still open. */
-export async function openRaw(url: string, key: TestKey): Promise<{ socket: RawSocket; id: string }> {
+export async function openRaw(
+  url: string,
+  key: TestKey,
+): Promise<{ socket: RawSocket; id: string; resume: RawResume | undefined }> {
   const socket = new RawSocket(url);
   await socket.nonce();
   socket.send({ t: "new", key: key.publicKey });
   const welcome = await socket.frame("welcome");
   if (!welcome) throw new Error(`no welcome: ${JSON.stringify(await socket.closed)}`);
-  return { socket, id: welcome.id as string };
+  const id = welcome.id as string;
+  return { socket, id, resume: socket.channel ? { id, secret: socket.channel.secret } : undefined };
 }

@@ -4,7 +4,16 @@ import type { SessionStore } from "../../src/core/store.js";
 import { RedisStore } from "../../src/stores/redis/index.js";
 import { type RedisClusterHandle, startRedisCluster } from "../helpers/redis-cluster.js";
 import { STORE_KINDS, TestStores } from "../http/stores.js";
-import { CutProxy, recordConnections, sleep, startLive, TestClient, waitUntil } from "./harness.js";
+import {
+  CutProxy,
+  recordConnections,
+  sleep,
+  startLive,
+  TestClient,
+  userOf,
+  type Wire,
+  waitUntil,
+} from "./harness.js";
 import { openRaw, proof, RawSocket, testKey } from "./raw.js";
 
 const KINDS = [...STORE_KINDS, "redis-cluster"] as const;
@@ -34,7 +43,15 @@ function makeStore(kind: Kind): SessionStore {
 /** Numbers 1..n. */
 const upTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
-describe.each(KINDS)("resumable connections on %s", (kind) => {
+// WebSocket on every store; TCP, in clear and encrypted, on the in-process store, SQLite and Redis.
+const MATRIX: [Wire, Kind][] = [
+  ...KINDS.map((kind): [Wire, Kind] => ["ws", kind]),
+  ...(["tcp", "tcp+channel"] as const).flatMap((wire) =>
+    (["memory", "sqlite", "redis"] as const).map((kind): [Wire, Kind] => [wire, kind]),
+  ),
+];
+
+describe.each(MATRIX)("resumable connections over %s on %s", (wire, kind) => {
   let store: SessionStore;
   let server: Awaited<ReturnType<typeof startLive>>;
   let sessions: Sessions;
@@ -43,15 +60,20 @@ describe.each(KINDS)("resumable connections on %s", (kind) => {
 
   beforeAll(async () => {
     store = makeStore(kind);
-    server = await startLive(store, {
-      authenticate: (request) => {
-        const user = new URL(request.url ?? "/", "http://x").searchParams.get("user");
-        return user ? { userId: user, level: 100 } : {};
+    server = await startLive(
+      store,
+      {
+        authenticate: (request, _http, auth) => {
+          const user = userOf(request, auth);
+          return user ? { userId: user, level: 100 } : {};
+        },
       },
-    });
+      undefined,
+      wire,
+    );
     sessions = server.sessions;
     proxy = await new CutProxy(server.port).start();
-    url = `ws://127.0.0.1:${proxy.port}/live`;
+    url = server.url(proxy.port);
   }, 30_000);
 
   afterAll(async () => {
@@ -116,12 +138,12 @@ describe.each(KINDS)("resumable connections on %s", (kind) => {
 
   it("two concurrent resumes with one credential: exactly one wins", async () => {
     const key = testKey();
-    const { socket, id } = await openRaw(url, key);
+    const { socket, id, resume } = await openRaw(url, key);
     socket.close();
     const before = await store.get(id);
     const attempts = await Promise.all(
       [0, 1, 2, 3].map(async () => {
-        const raw = new RawSocket(url);
+        const raw = new RawSocket(url, { resume });
         const nonce = await raw.nonce();
         const next = testKey();
         raw.send({
@@ -149,9 +171,9 @@ describe.each(KINDS)("resumable connections on %s", (kind) => {
 
   it("a captured resume frame replayed on a new connection is bad-proof and changes nothing", async () => {
     const key = testKey();
-    const { socket, id } = await openRaw(url, key);
+    const { socket, id, resume } = await openRaw(url, key);
     socket.close();
-    const first = new RawSocket(url);
+    const first = new RawSocket(url, { resume });
     const nonce = await first.nonce();
     const next = testKey();
     const captured = JSON.stringify({
@@ -161,10 +183,11 @@ describe.each(KINDS)("resumable connections on %s", (kind) => {
       key: next.publicKey,
       proofs: [proof(key, nonce, id, 0, next.publicKey)],
     });
-    // The captured frame never reached its own connection; an attacker plays it on one of their own.
+    // The captured frame never reached its own connection; an attacker plays it on one of their own
+    // (on the encrypted channel, one that even holds the channel secret).
     first.close();
     const before = await store.get(id);
-    const replay = new RawSocket(url);
+    const replay = new RawSocket(url, { resume });
     await replay.nonce();
     replay.send(captured);
     expect(await replay.frame("rejected")).toMatchObject({ reason: "bad-proof" });
@@ -172,8 +195,8 @@ describe.each(KINDS)("resumable connections on %s", (kind) => {
     expect(await store.get(id)).toEqual(before);
   });
 
-  // 10,000 on the in-process store; 2,000 on each networked one keeps the run short.
-  const ATTEMPTS = kind === "memory" ? 10_000 : 2000;
+  // 10,000 on the in-process store over WebSocket; 2,000 elsewhere keeps the run short.
+  const ATTEMPTS = kind === "memory" && wire === "ws" ? 10_000 : 2000;
   it(`guessed ids and proofs (${ATTEMPTS} attempts) alter no stored session`, async () => {
     const keys = [testKey(), testKey(), testKey()];
     const opened = await Promise.all(keys.map((key) => openRaw(url, key)));
@@ -208,7 +231,7 @@ describe.each(KINDS)("resumable connections on %s", (kind) => {
 
   it("ended by endAllForUser: the live connection closes with revoked and the client stops", async () => {
     const user = `u-${Math.random().toString(36).slice(2)}`;
-    const client = new TestClient(`${url}?user=${user}`);
+    const client = new TestClient(server.url(proxy.port, user));
     const { id } = await client.opened();
     expect((await sessions.listForUser(user)).map((s) => [s.id, s.kind])).toEqual([[id, "connection"]]);
     expect(await sessions.endAllForUser(user)).toBe(1);
