@@ -106,7 +106,7 @@ it("npm pack on a fresh clone (no dist/) ships the build of every subpath, the d
   }
 }, 120_000);
 
-it("an app that uses only the memory store and stowage/ws compiles with skipLibCheck false and no driver's types", () => {
+it("an app that uses only the memory store, stowage/ws and stowage/tcp compiles with skipLibCheck false and no driver's types", () => {
   // A project of its own: the package as installed (its dist and package.json), Node's types, and no
   // @types/better-sqlite3, @types/pg, @types/ws or ioredis beside it.
   const app = mkdtempSync(join(tmpdir(), "stowage-types-"));
@@ -121,11 +121,14 @@ it("an app that uses only the memory store and stowage/ws compiles with skipLibC
       'import { createSessions, MemoryStore } from "stowage";',
       'import { connect } from "stowage/client";',
       'import { createConnectionServer } from "stowage/ws";',
+      'import { connectTcp, createTcpConnectionServer } from "stowage/tcp";',
       "const sessions = createSessions<{ cart: string[] }>({ store: new MemoryStore() });",
       "const session = sessions.create();",
       'session.set("cart", ["book"]);',
       "export const live = () => createConnectionServer({ sessions, port: 0 });",
       'export const client = () => connect("ws://127.0.0.1:1/live");',
+      "export const tcp = () => createTcpConnectionServer({ sessions, port: 0 });",
+      'export const tcpClient = () => connectTcp("tcp://127.0.0.1:1", { channel: true });',
     ].join("\n");
     writeFileSync(join(app, "app.ts"), source);
     const config = {

@@ -28,7 +28,7 @@ const { createRequire } = require("node:module");
 const load = createRequire(${JSON.stringify(join(process.cwd(), "package.json"))});
 const subpaths = ["stowage", "stowage/sqlite", "stowage/redis", "stowage/postgres", "stowage/http",
   "stowage/express", "stowage/fastify", "stowage/hono", "stowage/conformance", "stowage/prometheus",
-  "stowage/opentelemetry", "stowage/ws", "stowage/client"];
+  "stowage/opentelemetry", "stowage/ws", "stowage/tcp", "stowage/client"];
 const names = {};
 for (const name of subpaths) {
   const path = load.resolve(name);
@@ -66,6 +66,14 @@ for (const name of subpaths) {
   expect(names["stowage/opentelemetry"]).toEqual(["instrumentSessions"]);
   expect(names["stowage/ws"]).toEqual(
     expect.arrayContaining(["createConnectionServer", "ConnectionServer", "Connection", "isRetryable"]),
+  );
+  expect(names["stowage/tcp"]).toEqual(
+    expect.arrayContaining([
+      "createTcpConnectionServer",
+      "TcpConnectionServer",
+      "connectTcp",
+      "generateChannelKey",
+    ]),
   );
   expect(names["stowage/client"]).toEqual(["ClientConnection", "connect", "isRetryable"]);
 });

@@ -7,6 +7,7 @@ import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { ConnectionServer } from "../../src/connections/server.js";
+import type { SessionStore } from "../../src/core/store.js";
 import { createSessions, openStore } from "../../src/index.js";
 import { parseClientFrame } from "../../src/protocol/frames.js";
 import { MemoryStore } from "../../src/stores/memory/index.js";
@@ -15,7 +16,19 @@ import { SqliteStore } from "../../src/stores/sqlite/index.js";
 import { freePort, startRedisServer, stopRedisServer } from "../helpers/redis-server.js";
 import { REDIS_URL } from "../helpers/services.js";
 import { dropStoreTables, POSTGRES_URL, uniqueTable } from "../stores/postgres-support.js";
-import { CutProxy, recordConnections, sleep, startLive, TestClient, waitUntil } from "./harness.js";
+import {
+  CutProxy,
+  type LiveOptions,
+  recordConnections,
+  sleep,
+  startLive,
+  TEST_KEYS,
+  TestClient,
+  urlOf,
+  WIRES,
+  type Wire,
+  waitUntil,
+} from "./harness.js";
 import { openRaw, proof, RawSocket, testKey } from "./raw.js";
 import { LiveWorker } from "./worker.js";
 
@@ -26,19 +39,19 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function liveOn(store = new MemoryStore(), options: Parameters<typeof startLive>[1] = {}) {
-  const server = await startLive(store, options);
+async function liveOn(store: SessionStore = new MemoryStore(), options: LiveOptions = {}, wire: Wire = "ws") {
+  const server = await startLive(store, options, undefined, wire);
   const proxy = await new CutProxy(server.port).start();
   cleanups.push(
     () => server.stop(),
     () => proxy.stop(),
   );
-  return { ...server, proxy, url: `ws://127.0.0.1:${proxy.port}/live` };
+  return { ...server, proxy, url: server.url(proxy.port) };
 }
 
-describe("replay bounds", () => {
+describe.each(WIRES)("replay bounds over %s", (wire) => {
   it("past maxMessages the resume reports the gap, and what is kept arrives in order", async () => {
-    const { live, proxy, url } = await liveOn(new MemoryStore(), { replay: { maxMessages: 5 } });
+    const { live, proxy, url } = await liveOn(new MemoryStore(), { replay: { maxMessages: 5 } }, wire);
     const client = new TestClient(url);
     const { id } = await client.opened();
     await live.send(id, { n: 0 });
@@ -56,7 +69,7 @@ describe("replay bounds", () => {
   });
 
   it("within the bounds a resume has no gap", async () => {
-    const { live, proxy, url } = await liveOn();
+    const { live, proxy, url } = await liveOn(new MemoryStore(), {}, wire);
     const client = new TestClient(url);
     const { id } = await client.opened();
     proxy.cut();
@@ -69,9 +82,9 @@ describe("replay bounds", () => {
   });
 });
 
-describe("lifetimes and refusals", () => {
+describe.each(WIRES)("lifetimes and refusals over %s", (wire) => {
   it("a session past its resume window is expired, and the client stops", async () => {
-    const { proxy, url } = await liveOn(new MemoryStore(), { resumeWindowMs: 300 });
+    const { proxy, url } = await liveOn(new MemoryStore(), { resumeWindowMs: 300 }, wire);
     const client = new TestClient(url);
     await client.opened();
     proxy.refuse(true);
@@ -83,49 +96,81 @@ describe("lifetimes and refusals", () => {
     expect(client.opens).toHaveLength(1);
   });
 
-  it("authenticate reads the HTTP session from the upgrade's cookie; null refuses and the client stops", async () => {
-    const store = new MemoryStore();
-    const sessions = createSessions({ store });
-    const http = sessions.create();
-    http.login("ada", { level: 175 });
-    await http.save();
-    const seen: (string | undefined)[] = [];
-    const server = await startLive(
-      store,
+  // The upgrade request and its cookie are WebSocket's; TCP clients authenticate with `auth` (below).
+  if (wire === "ws")
+    it("authenticate reads the HTTP session from the upgrade's cookie; null refuses and the client stops", async () => {
+      const store = new MemoryStore();
+      const sessions = createSessions({ store });
+      const http = sessions.create();
+      http.login("ada", { level: 175 });
+      await http.save();
+      const seen: (string | undefined)[] = [];
+      const server = await startLive(
+        store,
+        {
+          authenticate: (_request, httpSession) => {
+            seen.push(httpSession?.userId);
+            return httpSession ? { userId: httpSession.userId!, attributes: { from: "http" } } : null;
+          },
+        },
+        sessions,
+      );
+      cleanups.push(() => server.stop());
+      const seenConn = recordConnections(server.live);
+      const cookie = `sid=${http.token}`;
+      class WithCookie extends WebSocket {
+        constructor(url: string) {
+          super(url, { headers: { cookie } });
+        }
+      }
+      const client = new TestClient(`ws://127.0.0.1:${server.port}/live`, { WebSocket: WithCookie as never });
+      await client.opened();
+      const conn = await waitUntil(() => seenConn[0]?.conn);
+      expect(conn.userId).toBe("ada");
+      expect(conn.session.level).toBe(175);
+      expect(conn.session.get("from")).toBe("http");
+      const anonymous = new TestClient(`ws://127.0.0.1:${server.port}/live`);
+      await waitUntil(() => anonymous.closed, 3000, "refused");
+      expect(anonymous.closed).toEqual({ reason: "refused" });
+      expect(seen).toEqual(["ada", undefined]);
+      client.conn.close();
+    });
+
+  it("authenticate gets the client's auth value with the new connection; null refuses and the client stops", async () => {
+    const seen: unknown[] = [];
+    const { url, live } = await liveOn(
+      new MemoryStore(),
       {
-        authenticate: (_request, httpSession) => {
-          seen.push(httpSession?.userId);
-          return httpSession ? { userId: httpSession.userId!, attributes: { from: "http" } } : null;
+        authenticate: (_request, _http, auth) => {
+          seen.push(auth);
+          const token = (auth as { token?: string } | undefined)?.token;
+          return token === "good" ? { userId: "grace", attributes: { via: "auth" } } : null;
         },
       },
-      sessions,
+      wire,
     );
-    cleanups.push(() => server.stop());
-    const seenConn = recordConnections(server.live);
-    const cookie = `sid=${http.token}`;
-    class WithCookie extends WebSocket {
-      constructor(url: string) {
-        super(url, { headers: { cookie } });
-      }
-    }
-    const client = new TestClient(`ws://127.0.0.1:${server.port}/live`, { WebSocket: WithCookie as never });
+    const conns = recordConnections(live);
+    const client = new TestClient(url, { auth: { token: "good" } });
     await client.opened();
-    const conn = await waitUntil(() => seenConn[0]?.conn);
-    expect(conn.userId).toBe("ada");
-    expect(conn.session.level).toBe(175);
-    expect(conn.session.get("from")).toBe("http");
-    const anonymous = new TestClient(`ws://127.0.0.1:${server.port}/live`);
-    await waitUntil(() => anonymous.closed, 3000, "refused");
-    expect(anonymous.closed).toEqual({ reason: "refused" });
-    expect(seen).toEqual(["ada", undefined]);
+    const conn = await waitUntil(() => conns[0]?.conn);
+    expect(conn.userId).toBe("grace");
+    expect(conn.session.get("via")).toBe("auth");
+    const refused = new TestClient(url, { auth: { token: "bad" } });
+    await waitUntil(() => refused.closed, 3000, "refused");
+    expect(refused.closed).toEqual({ reason: "refused" });
+    expect(seen).toEqual([{ token: "good" }, { token: "bad" }]);
     client.conn.close();
   });
 
   it("maxConnectionsPerUser bounds the connection sessions of one user: past it, limit", async () => {
-    const { url } = await liveOn(new MemoryStore(), {
-      maxConnectionsPerUser: 2,
-      authenticate: () => ({ userId: "bounded" }),
-    });
+    const { url } = await liveOn(
+      new MemoryStore(),
+      {
+        maxConnectionsPerUser: 2,
+        authenticate: () => ({ userId: "bounded" }),
+      },
+      wire,
+    );
     const a = new TestClient(url);
     const b = new TestClient(url);
     await a.opened();
@@ -138,7 +183,7 @@ describe("lifetimes and refusals", () => {
   });
 
   it("conn.session keeps attributes across a resume; login and regenerateId are refused on it", async () => {
-    const { live, proxy, url, sessions } = await liveOn();
+    const { live, proxy, url, sessions } = await liveOn(new MemoryStore(), {}, wire);
     const seen = recordConnections(live);
     const client = new TestClient(url);
     const { id } = await client.opened();
@@ -160,7 +205,7 @@ describe("lifetimes and refusals", () => {
   });
 
   it("a value that is not JSON, or larger than the bounds, is INVALID_VALUE at send", async () => {
-    const { live, url } = await liveOn(new MemoryStore(), { replay: { maxBytes: 1000 } });
+    const { live, url } = await liveOn(new MemoryStore(), { replay: { maxBytes: 1000 } }, wire);
     const seen = recordConnections(live);
     const client = new TestClient(url);
     const { id } = await client.opened();
@@ -173,7 +218,7 @@ describe("lifetimes and refusals", () => {
   });
 
   it("the client bounds its send buffer, and needs a WebSocket class where there is no global one", async () => {
-    const { proxy, url } = await liveOn();
+    const { proxy, url } = await liveOn(new MemoryStore(), {}, wire);
     const client = new TestClient(url, { maxBuffered: 3 });
     await client.opened();
     proxy.refuse(true);
@@ -190,7 +235,7 @@ describe("lifetimes and refusals", () => {
   });
 });
 
-describe("junk", () => {
+describe.each(WIRES)("junk over %s", (wire) => {
   // Frames that are not valid once a connection is open: parse failures, unknown kinds, wrong types,
   // a handshake frame again, a message number out of order, an ack of something never sent, binary.
   const junk = fc.oneof(
@@ -217,8 +262,8 @@ describe("junk", () => {
     );
   };
 
-  it("10,000 generated junk frames close only their own connection, with malformed", async () => {
-    const { live, url } = await liveOn();
+  it("10,000 generated junk frames close only their own connection, with malformed, and memory stays flat", async () => {
+    const { live, url } = await liveOn(new MemoryStore(), {}, wire);
     const bystander = new TestClient(url);
     const { id } = await bystander.opened();
     const frames = fc.sample(junk, 12_000).filter(isJunk).slice(0, 10_000);
@@ -227,17 +272,18 @@ describe("junk", () => {
     const key = testKey().publicKey;
     let next = 0;
     let sent = 0;
+    let heapBefore = 0;
     const worker = async () => {
       for (let i = next++; i < frames.length; i = next++) {
         const raw = new RawSocket(url);
         await raw.nonce();
         raw.send({ t: "new", key });
         await raw.frame("welcome");
-        const frame = frames[i]!;
-        raw.sendRaw(frame);
+        raw.sendRaw(frames[i]!);
         const { code } = await raw.closed;
         codes.set(code, (codes.get(code) ?? 0) + 1);
         if (i % 1000 === 0) await live.send(id, ++sent);
+        if (i === 1000) heapBefore = process.memoryUsage().heapUsed;
       }
     };
     await Promise.all(Array.from({ length: 32 }, worker));
@@ -246,11 +292,17 @@ describe("junk", () => {
     await waitUntil(() => bystander.messages.includes("still here"));
     expect(bystander.messages).toEqual([...Array.from({ length: sent }, (_, i) => i + 1), "still here"]);
     expect(bystander.opens).toHaveLength(1);
+    // Closed connections leave nothing behind: 9,000 of them later the heap is where it was (within GC slack).
+    expect(live.connections.size).toBe(1);
+    expect(live.handshakes).toBe(0);
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(64 << 20);
     bystander.conn.close();
   }, 180_000);
 
   it("junk instead of the handshake, and a frame over maxFrameBytes, are malformed", async () => {
-    const { url } = await liveOn(new MemoryStore(), { maxFrameBytes: 4096 });
+    const { url, live } = await liveOn(new MemoryStore(), { maxFrameBytes: 4096 }, wire);
+    const rejected: { reason: string }[] = [];
+    live.on("rejected", (event) => rejected.push(event));
     const early = new RawSocket(url);
     await early.nonce();
     early.send("{not json");
@@ -260,16 +312,82 @@ describe("junk", () => {
     socket.send(JSON.stringify({ t: "m", s: 1, d: "x".repeat(10_000) }));
     const closed = await socket.closed;
     expect([4005, 1009]).toContain(closed.code);
+    expect(rejected.map((r) => r.reason)).toEqual(["malformed"]);
   });
 });
 
-describe("store outages and restarts", () => {
+describe.each(["tcp", "tcp+channel"] as const)("the TCP stream over %s", (wire) => {
+  it("a length prefix of 4 GiB closes the connection at once, before anything of it is kept", async () => {
+    const { url, live } = await liveOn(new MemoryStore(), {}, wire);
+    const closes = recordConnections(live);
+    const { socket } = await openRaw(url, testKey());
+    const heap = process.memoryUsage().heapUsed;
+    // The prefix in clear (not sealed): on the encrypted channel it is read before anything is opened.
+    socket.tcp!.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]));
+    const written = { bytes: 0 };
+    const pump = setInterval(() => {
+      if (socket.tcp!.writable) socket.tcp!.write(Buffer.alloc(1 << 16), () => (written.bytes += 1 << 16));
+    }, 1);
+    const closed = await socket.closed;
+    clearInterval(pump);
+    expect(closed.code).toBe(4005);
+    await waitUntil(() => closes[0]?.closed);
+    expect(closes[0]!.closed).toBe("malformed");
+    expect(process.memoryUsage().heapUsed - heap).toBeLessThan(32 << 20);
+  });
+
+  it("a frame that stalls half-way is closed after frameTimeoutMs (slowloris), and one cut by the end of the stream is malformed", async () => {
+    const { url, live } = await liveOn(new MemoryStore(), { frameTimeoutMs: 200 }, wire);
+    const closes = recordConnections(live);
+    const slow = await openRaw(url, testKey());
+    const start = Date.now();
+    slow.socket.tcp!.write(Buffer.from([0, 0, 0, 100, 1, 2]));
+    expect((await slow.socket.closed).code).toBe(4005);
+    expect(Date.now() - start).toBeGreaterThanOrEqual(150);
+    const cut = await openRaw(url, testKey());
+    cut.socket.tcp!.end(Buffer.from([0, 0, 0, 100, 1, 2]));
+    await waitUntil(() => closes.filter((c) => c.closed).length === 2);
+    expect(closes.map((c) => c.closed)).toEqual(["malformed", "malformed"]);
+  });
+
+  it("10,000 generated byte streams close only their own connection", async () => {
+    const { live, url } = await liveOn(
+      new MemoryStore(),
+      { frameTimeoutMs: 100, handshakeTimeoutMs: 200 },
+      wire,
+    );
+    const bystander = new TestClient(url);
+    const { id } = await bystander.opened();
+    const streams = fc.sample(fc.uint8Array({ minLength: 1, maxLength: 96 }), 10_000);
+    let next = 0;
+    let ended = 0;
+    const worker = async () => {
+      for (let i = next++; i < streams.length; i = next++) {
+        // Half of them where the handshake should be, half after the connection is open.
+        const raw = i % 2 === 0 ? new RawSocket(url) : (await openRaw(url, testKey())).socket;
+        raw.tcp!.write(streams[i]!);
+        await Promise.race([raw.closed, sleep(400)]);
+        raw.close();
+        ended++;
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, worker));
+    expect(ended).toBe(10_000);
+    await live.send(id, "still here");
+    await waitUntil(() => bystander.messages.includes("still here"));
+    expect(bystander.opens).toHaveLength(1);
+    await waitUntil(() => live.connections.size === 1 && live.handshakes === 0, 3000, "nothing left open");
+    bystander.conn.close();
+  }, 180_000);
+});
+
+describe.each(WIRES)("store outages and restarts over %s", (wire) => {
   it("a store outage during a resume answers unavailable; the client keeps trying and resumes after", async () => {
     const port = await freePort();
     const redis = await startRedisServer(port);
     cleanups.push(() => stopRedisServer(redis));
     const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, prefix: "outage:", timeoutMs: 300 });
-    const { live, proxy, url } = await liveOn(store as never);
+    const { live, proxy, url } = await liveOn(store, {}, wire);
     const client = new TestClient(url, { maxDelayMs: 100 });
     const { id } = await client.opened();
     await live.send(id, "before");
@@ -295,13 +413,13 @@ describe("store outages and restarts", () => {
 
   for (const kind of ["sqlite", "redis"] as const) {
     it(`the server process killed and restarted on the same ${kind} store: the client resumes and gets what was queued`, async () => {
-      const url = kind === "sqlite" ? `sqlite:${join(dir, "restart.db")}` : REDIS_URL;
+      const url = kind === "sqlite" ? `sqlite:${join(dir, `restart-${wire}.db`)}` : REDIS_URL;
       const scope = kind === "sqlite" ? "-" : `restart-${Date.now()}:`;
-      const first = new LiveWorker(url, scope);
+      const first = new LiveWorker(url, scope, 0, wire);
       cleanups.push(() => first.kill());
       const proxy = await new CutProxy(await first.port()).start();
       cleanups.push(() => proxy.stop());
-      const client = new TestClient(`ws://127.0.0.1:${proxy.port}/live`, { maxDelayMs: 200 });
+      const client = new TestClient(urlOf(wire, proxy.port), { maxDelayMs: 200 });
       const { id } = await client.opened(1, 10_000);
       await first.kill("SIGKILL");
       // Another process queues messages for the session while no server holds it.
@@ -312,7 +430,7 @@ describe("store outages and restarts", () => {
       for (const n of [1, 2, 3]) await sender.send(id, { queued: n });
       await sender.close();
       await sessions.close();
-      const second = new LiveWorker(url, scope);
+      const second = new LiveWorker(url, scope, 0, wire);
       cleanups.push(() => second.kill());
       proxy.targetPort = await second.port();
       const open = await client.opened(2, 15_000);
@@ -327,7 +445,7 @@ describe("store outages and restarts", () => {
   }
 });
 
-describe("takeover across processes", () => {
+describe.each(WIRES)("takeover across processes over %s", (wire) => {
   for (const kind of ["redis", "postgres"] as const) {
     it(`on ${kind}: a half-open connection in another process closes with replaced within 1 s of the resume`, async () => {
       const table = uniqueTable("live");
@@ -340,15 +458,15 @@ describe("takeover across processes", () => {
           await pool.end();
         });
       }
-      const other = new LiveWorker(url, scope);
+      const other = new LiveWorker(url, scope, 0, wire);
       cleanups.push(() => other.kill());
       const otherPort = await other.port();
       const store = await openStore(url, kind === "redis" ? { prefix: scope } : { table: scope });
-      const here = await startLive(store);
+      const here = await startLive(store, {}, undefined, wire);
       cleanups.push(() => here.stop());
       const proxy = await new CutProxy(otherPort).start();
       cleanups.push(() => proxy.stop());
-      const client = new TestClient(`ws://127.0.0.1:${proxy.port}/live`, { heartbeatMs: 150 });
+      const client = new TestClient(urlOf(wire, proxy.port), { heartbeatMs: 150 });
       const { id } = await client.opened(1, 10_000);
       await other.event((e) => e.event === "connection" && e.id === id);
       proxy.stall();
@@ -364,18 +482,18 @@ describe("takeover across processes", () => {
   }
 });
 
-describe("a dump of the store", () => {
+describe.each(WIRES)("a dump of the store over %s", (wire) => {
   async function exercise(store: Awaited<ReturnType<typeof openStore>>) {
-    const server = await startLive(store);
+    const server = await startLive(store, {}, undefined, wire);
     cleanups.push(() => server.stop());
-    const url = `ws://127.0.0.1:${server.port}/live`;
+    const url = server.url();
     const first = testKey();
-    const { socket, id } = await openRaw(url, first);
+    const { socket, id, resume } = await openRaw(url, first);
     socket.send({ t: "m", s: 1, d: { secret: "attribute" } });
     await socket.frame("ack");
     socket.close();
     const second = testKey();
-    const raw = new RawSocket(url);
+    const raw = new RawSocket(url, { resume });
     const nonce = await raw.nonce();
     raw.send({
       t: "resume",
@@ -387,18 +505,24 @@ describe("a dump of the store", () => {
     expect(await raw.frame("resumed")).toMatchObject({ id });
     raw.close();
     await server.live.send(id, "queued");
-    return { url, id, keys: [first, second] };
+    if (resume) expect((await store.get(id))?.channel?.algorithm).toBe("x25519-chacha20poly1305");
+    return { url, id, keys: [first, second], secret: resume?.secret };
   }
 
-  function assertNoCredential(dump: string, keys: ReturnType<typeof testKey>[], id: string) {
-    // The dump is real: it has the session and the current public key. It has no private key, in any spelling.
+  function assertNoCredential(
+    dump: string,
+    { keys, id, secret }: { keys: ReturnType<typeof testKey>[]; id: string; secret: Buffer | undefined },
+  ) {
+    // The dump is real: it has the session and the current public key. It has no private key and no
+    // channel secret, in any spelling.
     expect(dump).toContain(id);
     expect(dump).toContain(keys[1]!.publicKey);
-    for (const key of keys) {
-      const seed = Buffer.from(key.seed, "base64url");
-      for (const spelling of [key.seed, seed.toString("base64"), seed.toString("hex")]) {
-        expect(dump.includes(spelling)).toBe(false);
-      }
+    const secrets = [...keys.map((key) => Buffer.from(key.seed, "base64url")), ...(secret ? [secret] : [])];
+    for (const bytes of secrets) {
+      const spellings = ["base64url", "base64", "hex", "latin1"].map((e) =>
+        bytes.toString(e as BufferEncoding),
+      );
+      for (const spelling of spellings) expect(dump.includes(spelling)).toBe(false);
     }
   }
 
@@ -418,12 +542,13 @@ describe("a dump of the store", () => {
   }
 
   it("SQLite file and WAL hold no credential that proves possession", async () => {
-    const path = join(dir, "dump.db");
+    const path = join(dir, `dump-${wire}.db`);
     const store = new SqliteStore({ path });
     cleanups.push(() => store.close());
-    const { url, id, keys } = await exercise(store);
+    const exercised = await exercise(store);
     const dump = [path, `${path}-wal`].map((file) => readFileSync(file).toString("latin1")).join("\n");
-    assertNoCredential(dump, keys, id);
+    assertNoCredential(dump, exercised);
+    const { url, id } = exercised;
     await attackerResume(url, id);
   });
 
@@ -431,13 +556,14 @@ describe("a dump of the store", () => {
     const prefix = `dump-${Date.now()}:`;
     const store = new RedisStore({ url: REDIS_URL, prefix });
     cleanups.push(() => store.close());
-    const { url, id, keys } = await exercise(store);
+    const exercised = await exercise(store);
+    const { url, id } = exercised;
     const redis = new Redis(REDIS_URL);
     cleanups.push(() => redis.quit());
     const names = await redis.keys(`${prefix}*`);
     const dumps = await Promise.all(names.map((name) => redis.dumpBuffer(name)));
     const dump = names.map((name, i) => `${name}\n${dumps[i]?.toString("latin1") ?? ""}`).join("\n");
-    assertNoCredential(dump, keys, id);
+    assertNoCredential(dump, exercised);
     await attackerResume(url, id);
   });
 
@@ -450,13 +576,14 @@ describe("a dump of the store", () => {
     });
     const store = await openStore(POSTGRES_URL, { table });
     cleanups.push(() => store.close());
-    const { url, id, keys } = await exercise(store);
+    const exercised = await exercise(store);
+    const { url, id } = exercised;
     const rows = await Promise.all(
       [table, `${table}_outbox_heads`, `${table}_outbox`].map((t) =>
         pool.query(`SELECT row_to_json(x)::text AS r FROM "${t}" x`),
       ),
     );
-    assertNoCredential(rows.flatMap((r) => r.rows.map((row) => row.r as string)).join("\n"), keys, id);
+    assertNoCredential(rows.flatMap((r) => r.rows.map((row) => row.r as string)).join("\n"), exercised);
     await attackerResume(url, id);
   });
 });

@@ -47,6 +47,10 @@ export class RawSocket {
   readonly tcp: Socket | undefined;
   /** This connection's channel: its ciphers and the secret a new session keeps. */
   channel: OpenChannel | undefined;
+  /** Every TCP frame written, as it went on the wire (sealed on the channel). */
+  readonly written: Buffer[] = [];
+  /** Every TCP frame body received, as it came (sealed on the channel). */
+  readonly received: Buffer[] = [];
   #open: Promise<void>;
   #reason: string | undefined;
   #waiters: (() => void)[] = [];
@@ -99,6 +103,7 @@ export class RawSocket {
         }
         const plain = this.channel ? this.channel.receive.open(body) : body;
         if (plain === null) throw new Error("a server frame did not open");
+        this.received.push(body);
         this.#frame(plain.toString("utf8"));
       }
     });
@@ -144,6 +149,11 @@ export class RawSocket {
     this.sendRaw(typeof frame === "string" ? frame : JSON.stringify(frame));
   }
 
+  /** Resolves once the socket can send (on the channel: once its handshake is done). */
+  ready(): Promise<void> {
+    return this.#open;
+  }
+
   /** Sends text, or bytes (a binary WebSocket message; a TCP frame body that is not UTF-8 JSON). */
   sendRaw(data: string | Uint8Array): void {
     if (this.ws) {
@@ -152,7 +162,9 @@ export class RawSocket {
     }
     const body = typeof data === "string" ? Buffer.from(data) : Buffer.from(data);
     void this.#open.then(() => {
-      this.tcp!.write(this.channel ? this.channel.send.seal(body) : encodeFrame(body));
+      const frame = this.channel ? this.channel.send.seal(body) : encodeFrame(body);
+      this.written.push(frame);
+      this.tcp!.write(frame);
     });
   }
 

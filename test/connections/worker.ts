@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { TEST_KEYS, type Wire } from "./harness.js";
 
 /** A live-server worker process and the JSON lines it prints. */
 export class LiveWorker {
@@ -7,12 +8,13 @@ export class LiveWorker {
   readonly events: Record<string, unknown>[] = [];
   readonly exited: Promise<void>;
 
-  constructor(url: string, scope: string, port = 0) {
+  constructor(url: string, scope: string, port = 0, wire: Wire = "ws") {
     this.child = spawn(
       process.execPath,
-      ["--import", "tsx", "test/workers/live-server.ts", url, scope, String(port)],
+      ["--import", "tsx", "test/workers/live-server.ts", url, scope, String(port), wire],
       {
         stdio: ["ignore", "pipe", "inherit"],
+        env: { ...process.env, STOWAGE_TEST_KEY: TEST_KEYS[0]!.key },
       },
     );
     createInterface({ input: this.child.stdout! }).on("line", (line) => {
