@@ -22,7 +22,6 @@ import {
   recordConnections,
   sleep,
   startLive,
-  TEST_KEYS,
   TestClient,
   urlOf,
   WIRES,
