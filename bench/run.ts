@@ -9,6 +9,7 @@ const GROUPS: Record<string, () => Promise<{ run(): Promise<GroupReport> }>> = {
   postgres: () => import("./postgres.js"),
   http: () => import("./http.js"),
   connections: () => import("./connections.js"),
+  tcp: () => import("./tcp.js"),
 };
 const ORDER = Object.keys(GROUPS);
 

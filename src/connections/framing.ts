@@ -11,6 +11,31 @@ export function frameHeader(length: number): Buffer {
   return header;
 }
 
+/** The UTF-8 of `text` with its length prefix, written once into one buffer. */
+export function encodeText(text: string): Buffer {
+  const length = Buffer.byteLength(text);
+  const frame = Buffer.allocUnsafe(HEADER_BYTES + length);
+  frame.writeUInt32BE(length, 0);
+  frame.write(text, HEADER_BYTES);
+  return frame;
+}
+
+/** The frames of several texts, one after another in one buffer. */
+export function encodeTexts(texts: readonly string[]): Buffer {
+  if (texts.length === 1) return encodeText(texts[0]!);
+  const lengths = texts.map((text) => Buffer.byteLength(text));
+  let total = 0;
+  for (const length of lengths) total += HEADER_BYTES + length;
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (let i = 0; i < texts.length; i++) {
+    out.writeUInt32BE(lengths[i]!, at);
+    at += HEADER_BYTES;
+    at += out.write(texts[i]!, at);
+  }
+  return out;
+}
+
 /** A body with its length prefix, as one buffer. */
 export function encodeFrame(body: Uint8Array): Buffer {
   const frame = Buffer.allocUnsafe(HEADER_BYTES + body.length);

@@ -3,7 +3,7 @@ import { connect as dial, type Socket } from "node:net";
 import { ClientConnection, type ConnectOptions, type WebSocketLike } from "../client/index.js";
 import { CLOSE_CODES } from "../protocol/reasons.js";
 import { ClientHandshake, type FrameCipher, publicKeyOf } from "./channel.js";
-import { encodeFrame, FrameDecoder } from "./framing.js";
+import { encodeFrame, encodeText, FrameDecoder } from "./framing.js";
 
 /** Where a TCP connection server listens: `tcp://host:port`, or host and port. */
 export type TcpTarget = string | { host?: string; port: number };
@@ -108,8 +108,7 @@ class TcpSocket implements WebSocketLike {
 
   send(text: string): void {
     if (this.readyState !== OPEN) return;
-    const body = Buffer.from(text);
-    this.#socket.write(this.#send ? this.#send.seal(body) : encodeFrame(body));
+    this.#socket.write(this.#send ? this.#send.sealText(text) : encodeText(text));
   }
 
   close(code = 1000): void {
