@@ -207,7 +207,7 @@ export class ClientConnection {
     socket.onmessage = (event) => {
       if (socket !== this.#socket) return;
       this.#lastHeard = Date.now();
-      void this.#frame(socket, typeof event.data === "string" ? event.data : "");
+      this.#frame(socket, typeof event.data === "string" ? event.data : "");
     };
     socket.onclose = (event) => {
       if (socket !== this.#socket) return;
@@ -230,7 +230,8 @@ export class ClientConnection {
     if (this.#ready && socket.readyState === 1) socket.send('{"t":"ping"}');
   }
 
-  async #frame(socket: WebSocketLike, text: string): Promise<void> {
+  // Synchronous: only the hello waits (for a signature), and a promise per message costs (bench: tcp messages/s).
+  #frame(socket: WebSocketLike, text: string): void {
     const frame = parseServerFrame(text);
     if (frame === undefined) {
       this.#socket = undefined;
@@ -240,7 +241,7 @@ export class ClientConnection {
     }
     switch (frame.t) {
       case "hello":
-        await this.#hello(socket, frame.nonce);
+        void this.#hello(socket, frame.nonce);
         break;
       case "welcome":
         this.#id = frame.id;
