@@ -3,7 +3,14 @@ import type { SessionEvents } from "./events.js";
 import { setOwn } from "./json.js";
 import type { Attributes } from "./record.js";
 import { applyRecordMeta, mergeRecord, toRecord } from "./record-map.js";
-import { adoptAttributes, forgetSizes, issueNextToken, type SessionState, UNSET } from "./session-state.js";
+import {
+  adoptAttributes,
+  forgetSizes,
+  idleExpiry,
+  issueNextToken,
+  type SessionState,
+  UNSET,
+} from "./session-state.js";
 import type { SessionStats } from "./stats.js";
 import type { SessionDelta, SessionStore, StoredRecord, SyncLane } from "./store.js";
 
@@ -95,9 +102,9 @@ export class CommitEngine {
       return "rotate";
     const idleTimeout = s.idleTimeout ?? this.#host.idleTimeout;
     const touchAfter = fenced ? Math.min(this.#host.touchAfter, idleTimeout / 4) : this.#host.touchAfter;
-    const idle = now + idleTimeout;
+    const idle = idleExpiry(s, now, this.#host.idleTimeout);
     const delta = pendingDelta(s, idle);
-    const touch = delta === undefined && now - (s.idleExpiresAt - idleTimeout) >= touchAfter;
+    const touch = delta === undefined && idle > s.idleExpiresAt && idle - s.idleExpiresAt >= touchAfter;
     return { delta, touch, idle, now };
   }
 
@@ -262,7 +269,7 @@ export class CommitEngine {
       next.id = s.id;
       next.verifier = s.verifier;
       next.rotatedAt = now;
-      next.idleExpiresAt = now + this.#host.idleTimeout;
+      next.idleExpiresAt = idleExpiry(s, now, this.#host.idleTimeout);
       try {
         const version = await this.#store.rename(fresh.id, next, {
           graceMs: regenerate.graceMs,

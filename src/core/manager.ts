@@ -206,6 +206,8 @@ export class Sessions<A extends object = Attributes> extends Emitter<SessionEven
     this.keys = keys;
     this.#host = {
       maxAttributesBytes,
+      ttl: this.ttl,
+      idleTimeout: this.idleTimeout,
       keys,
       now: () => this.#clock.now(),
       commit: (s) => this.#engine.commit(s, true),

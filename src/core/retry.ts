@@ -4,7 +4,7 @@ import { attributesBytes, serializeJson } from "./json.js";
 import type { AcquireOptions, SessionLease } from "./lease.js";
 import { OptionChecker } from "./options.js";
 import type { JsonValue } from "./record.js";
-import { forgetSizes, type SessionState, setAttribute } from "./session-state.js";
+import { forgetSizes, idleExpiry, type SessionState, setAttribute } from "./session-state.js";
 import type { SessionStore } from "./store.js";
 
 // The loops that retry against the store: the atomic read-modify-write of `update`, the wait for a
@@ -59,7 +59,7 @@ export async function updateAttribute(
         `attributes would take ${bytes} bytes; the limit is ${host.maxAttributesBytes}`,
       );
     }
-    const idle = host.now() + (s.idleTimeout ?? host.idleTimeout);
+    const idle = idleExpiry(s, host.now(), host.idleTimeout);
     try {
       s.version = await host.store.commit(
         fresh.id,

@@ -163,8 +163,18 @@ export function sessionState(init: StateInit): SessionState {
     committing: undefined,
     queued: 0,
     generation: undefined,
-    idleTimeout: undefined,
+    // A session whose idle expiry reaches its absolute one was given a lifetime of its own (a "remember
+    // me"): it does not idle out, so the record needs no field of its own to say so.
+    idleTimeout: init.idleExpiresAt >= init.expiresAt ? Number.POSITIVE_INFINITY : undefined,
   };
+}
+
+/**
+ * The idle expiry a write at `now` gives the session: its idle timeout on from now (the manager's, unless
+ * it has its own), never past its absolute expiry.
+ */
+export function idleExpiry(s: SessionState, now: number, idleTimeout: number): number {
+  return Math.min(now + (s.idleTimeout ?? idleTimeout), s.expiresAt);
 }
 
 /**

@@ -30,7 +30,12 @@ export interface LoginOptions {
   type?: LoginType;
   /** Permission level granted, 0 to 255. @default 100 (USER) */
   level?: number;
+  /** A lifetime of this session's own, in ms from now, that no idleness shortens (a "remember me"); see `setLifetime`. */
+  lifetime?: number;
 }
+
+/** Longest lifetime `setLifetime` gives: 400 days, what browsers keep a cookie at most. */
+export const MAX_LIFETIME_MS = 400 * 86_400_000;
 
 /** Plaintext channel keys, as the connection layer hands them to a session. */
 export interface ChannelKeys {
@@ -43,6 +48,9 @@ export interface ChannelKeys {
 /** What the manager needs from a session; not part of the public API. */
 export interface SessionHost {
   readonly maxAttributesBytes: number;
+  /** The manager's absolute lifetime of a session, and its idle timeout. */
+  readonly ttl: number;
+  readonly idleTimeout: number;
   readonly keys: KeyRing | undefined;
   now(): number;
   commit(s: SessionState): Promise<boolean>;
@@ -201,7 +209,9 @@ export class Session<A extends object = Attributes> {
     checkStorableText(userId, "userId");
     const level = options.level ?? 100;
     checkLevel(level);
+    if (options.lifetime !== undefined) checkLifetime(options.lifetime);
     const s = this.#renamable("login");
+    if (options.lifetime !== undefined) this.setLifetime(options.lifetime);
     const now = this.#host.now();
     s.userId = userId;
     s.level = level;
@@ -217,6 +227,22 @@ export class Session<A extends object = Attributes> {
   }
 
   /**
+   * Gives this session a lifetime of its own: it lives `ms` from now (at most 400 days), whatever the
+   * manager's `ttl`, and idleness does not end it sooner — a "remember me". The cookie's Max-Age follows
+   * it. Written at the next commit; `logout()` goes back to the manager's lifetimes.
+   */
+  setLifetime(ms: number): this {
+    checkLifetime(ms);
+    const s = this.#writable();
+    s.expiresAt = this.#host.now() + ms;
+    s.idleExpiresAt = s.expiresAt;
+    s.idleTimeout = Number.POSITIVE_INFINITY;
+    s.meta.expiresAt = s.expiresAt;
+    s.dirty = true;
+    return this;
+  }
+
+  /**
    * Signs the user out: the stored session is removed at commit and this object starts blank under a
    * new id (keeping only the language), which is written only if something is stored in it again.
    */
@@ -227,6 +253,12 @@ export class Session<A extends object = Attributes> {
     s.oldId = s.id;
     s.oldIdAt = s.commits;
     adopt(s, issueToken());
+    if (s.idleTimeout === Number.POSITIVE_INFINITY) {
+      // A lifetime of its own ends with the sign-in it came with.
+      s.expiresAt = now + this.#host.ttl;
+      s.idleExpiresAt = now + this.#host.idleTimeout;
+      s.idleTimeout = undefined;
+    }
     Object.assign(s, {
       storedId: undefined,
       dirty: false,
@@ -426,5 +458,11 @@ function checkKey(key: unknown): asserts key is string {
 export function checkLevel(level: unknown): asserts level is number {
   if (!Number.isInteger(level) || (level as number) < 0 || (level as number) > 255) {
     throw new StowageError("INVALID_VALUE", "level must be an integer from 0 to 255");
+  }
+}
+
+function checkLifetime(ms: number): void {
+  if (typeof ms !== "number" || !Number.isFinite(ms) || ms <= 0 || ms > MAX_LIFETIME_MS) {
+    throw new StowageError("INVALID_VALUE", "lifetime must be a positive number of ms, at most 400 days");
   }
 }

@@ -256,6 +256,64 @@ describe("expiry with an injected clock", () => {
   });
 });
 
+describe("a lifetime of its own (remember me)", () => {
+  it("lives its lifetime whatever its idleness, through loads, updates and rotation; logout goes back to the defaults", async () => {
+    const clock = fakeClock();
+    const sessions = make({ clock, idleTimeout: 30 * MIN, rotateEvery: 60 * MIN });
+    const session = sessions.create();
+    session.login("ada", { lifetime: 30 * 86_400_000 });
+    await session.save();
+    const stored = await sessions.store.get(session.id);
+    expect(stored?.expiresAt).toBe(clock.now() + 30 * 86_400_000);
+    expect(stored?.idleExpiresAt).toBe(stored?.expiresAt);
+    expect(session.clientToken()?.expiresAt).toBe(stored?.expiresAt);
+    // A week of silence, an update, a rotation: still there, and still not idling out.
+    clock.advance(7 * 86_400_000);
+    const later = await sessions.load(session.token);
+    expect(later?.userId).toBe("ada");
+    await later!.update("n", () => 1);
+    await later!.save();
+    const after = await sessions.store.get(later!.id);
+    expect(after?.idleExpiresAt).toBe(stored?.expiresAt);
+    clock.advance(2 * 86_400_000);
+    const again = await sessions.load(later!.token);
+    expect(again?.get("n")).toBe(1);
+    // Sign out: the blank session that follows has the manager's lifetimes.
+    again!.logout();
+    again!.set("x", 1);
+    await again!.save();
+    const blank = await sessions.store.get(again!.id);
+    expect(blank?.expiresAt).toBe(clock.now() + sessions.ttl);
+    expect(blank?.idleExpiresAt).toBe(clock.now() + 30 * MIN);
+    clock.advance(31 * MIN);
+    expect(await sessions.load(again!.token)).toBeNull();
+  });
+
+  it("a session without one still idles out; a lifetime that is not a positive number of ms up to 400 days is INVALID_VALUE", async () => {
+    const clock = fakeClock();
+    const sessions = make({ clock, idleTimeout: 30 * MIN });
+    const plain = sessions.create();
+    plain.set("a", 1);
+    await plain.save();
+    clock.advance(31 * MIN);
+    expect(await sessions.load(plain.token)).toBeNull();
+    const session = sessions.create();
+    for (const bad of [
+      0,
+      -1,
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      401 * 86_400_000,
+      "1" as unknown as number,
+    ]) {
+      const invalid = expect.objectContaining({ code: "INVALID_VALUE" });
+      expect(() => session.setLifetime(bad)).toThrow(invalid);
+      expect(() => session.login("x", { lifetime: bad })).toThrow(invalid);
+    }
+    expect(session.userId).toBeUndefined();
+  });
+});
+
 describe("writes", () => {
   it("keeps a change made while a commit is in flight for the next commit", async () => {
     const sessions = make();

@@ -72,9 +72,12 @@ async function route(
         status: 200,
         body: { n: await session.update("n", (n) => (typeof n === "number" ? n : 0) + 1) },
       };
-    case "POST /login":
-      session.login(query("user"));
+    case "POST /login": {
+      // remember=N: a "remember me" sign-in, the session living N days whatever its idleness.
+      const days = Number(query("remember"));
+      session.login(query("user"), days > 0 ? { lifetime: days * 86_400_000 } : {});
       return { status: 200, body: { ok: true } };
+    }
     case "POST /logout":
       session.logout();
       return { status: 200, body: { ok: true } };

@@ -136,6 +136,29 @@ function httpBehaviour(door: Door, kind: StoreKind): void {
     expect(Math.abs(cookie.expires!.getTime() - (Date.now() + cookie.maxAge! * 1000))).toBeLessThan(120_000);
   });
 
+  it("remember me: a 30-day lifetime at login gives a 30-day cookie and outlives the idle timeout; others keep the defaults", async () => {
+    const clock = movableClock(0);
+    const remembering = createSessions({ store: stores.make(kind), idleTimeout: 60_000, clock });
+    const app = await also(remembering);
+    const remembered = new Client(app.url);
+    const plain = new Client(app.url);
+    const long = cookieOf((await remembered.post("/login?user=ada&remember=30")).setCookies[0]!);
+    const usual = cookieOf((await plain.post("/login?user=bob")).setCookies[0]!);
+    expect(long.maxAge).toBeGreaterThan(30 * 86_400 - 120);
+    expect(long.maxAge).toBeLessThanOrEqual(30 * 86_400);
+    expect(usual.maxAge).toBeGreaterThan(14 * 86_400 - 120);
+    expect(usual.maxAge).toBeLessThanOrEqual(14 * 86_400);
+    // Two idle timeouts later, on the manager's clock: the remembered session is there, the other is not.
+    clock.set(120_000);
+    expect((await remembered.get("/whoami")).body).toMatchObject({ user: "ada" });
+    expect((await plain.get("/whoami")).body).toMatchObject({ user: null });
+    // Signing out goes back to the manager's lifetimes: the next session idles out as usual.
+    await remembered.post("/logout");
+    await remembered.post("/set?key=a&value=1");
+    clock.set(240_000);
+    expect((await remembered.get("/whoami")).body).toMatchObject({ attributes: {} });
+  });
+
   it("on https (X-Forwarded-Proto from a trusted proxy) uses __Host-sid with Secure and no Domain", async () => {
     const secure = await also(sessions, { trustProxy: true });
     const client = new Client(secure.url, { "x-forwarded-proto": "https" });
