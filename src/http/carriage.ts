@@ -1,6 +1,7 @@
 import { stringifySetCookie } from "cookie";
 import { OptionChecker } from "../core/options.js";
 import { parseToken, TOKEN_LENGTH } from "../core/tokens.js";
+import { type MigrateOptions, Migration } from "./migrate.js";
 
 /** How the HTTP layer carries the session token; shared by node:http, fetch and every adapter. */
 export interface HttpSessionOptions {
@@ -28,6 +29,11 @@ export interface HttpSessionOptions {
   domain?: string;
   /** Give the cookie Max-Age/Expires (the session's absolute expiry); false makes it a browser-session cookie. @default true */
   persistent?: boolean;
+  /**
+   * Move express-session's sessions over: a request with no stowage token but a validly signed
+   * express-session cookie gets that session's data in a new stowage session, once (docs/migrating-from-express-session.md).
+   */
+  migrate?: MigrateOptions;
 }
 
 /** Where a request's token came from. */
@@ -50,6 +56,7 @@ const HTTP_OPTIONS = [
   "path",
   "domain",
   "persistent",
+  "migrate",
 ] as const;
 // A host name of letters, digits and hyphens in dot-separated labels (a leading dot is old syntax, dropped).
 const DOMAIN_RE =
@@ -75,6 +82,8 @@ export class Carriage {
   readonly #path: string;
   readonly #domain: string | undefined;
   readonly #persistent: boolean;
+  /** Where express-session's sessions are moved from, when the `migrate` option is given. */
+  readonly migration: Migration | undefined;
 
   /** `extra`: option names the entry point itself takes beside these (e.g. `onError`). */
   constructor(options: HttpSessionOptions = {}, extra: readonly string[] = []) {
@@ -109,6 +118,8 @@ export class Carriage {
     this.#path = path;
     this.#domain = domain;
     this.#persistent = check.flag("persistent", true);
+    const migrate = check.raw("migrate") as MigrateOptions | undefined;
+    this.migration = migrate === undefined ? undefined : new Migration(migrate);
   }
 
   /** True when `isSecure` reads X-Forwarded-Proto; otherwise callers need not look it up. */

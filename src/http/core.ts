@@ -2,7 +2,8 @@ import { isStowageError } from "../core/errors.js";
 import type { Sessions } from "../core/manager.js";
 import type { Attributes } from "../core/record.js";
 import type { Session } from "../core/session.js";
-import type { Carriage, CarriedToken, TokenSource } from "./carriage.js";
+import { type Carriage, type CarriedToken, readCookie, type TokenSource } from "./carriage.js";
+import type { Migration } from "./migrate.js";
 
 /** Options of a `LazySession`. */
 export interface LazySessionOptions {
@@ -13,6 +14,8 @@ export interface LazySessionOptions {
    * not catch a rejected handler (express 4), so the adapter answers the request itself. @default undefined
    */
   onLoadError?: (error: unknown) => void;
+  /** Where express-session's sessions are moved from, and the request's Cookie header to find one in. */
+  migrate?: { migration: Migration; cookie: unknown };
 }
 
 /**
@@ -28,6 +31,9 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
   readonly #sessions: Sessions<A>;
   readonly #connection: object | undefined;
   readonly #onLoadError: ((error: unknown) => void) | undefined;
+  readonly #migrate: LazySessionOptions["migrate"];
+  /** The express-session sid this session was moved from, to destroy once the session is stored. */
+  #movedFrom: string | undefined;
   #promise: Promise<Session<A>> | undefined;
   /** What `then` hands out when `onLoadError` takes failures: `#promise` with its rejection withheld. */
   #awaited: Promise<Session<A>> | undefined;
@@ -40,6 +46,7 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
     this.#sessions = sessions;
     this.#connection = options.connection;
     this.#onLoadError = options.onLoadError;
+    this.#migrate = options.migrate;
     this.token = carried.token;
     this.via = carried.via;
   }
@@ -101,7 +108,7 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
   }
 
   #open(): Promise<Session<A>> {
-    if (this.token === undefined) return Promise.resolve(this.#adopt(null));
+    if (this.token === undefined) return this.#fallback();
     // An in-process store answers at once: the session is ready before the first await resumes.
     let now: Session<A> | null | undefined;
     try {
@@ -109,8 +116,31 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
     } catch (error) {
       return Promise.reject(error);
     }
-    if (now !== undefined) return Promise.resolve(this.#adopt(now));
-    return this.#sessions.load(this.token, this.#connection).then((loaded) => this.#adopt(loaded));
+    if (now !== undefined) return now === null ? this.#fallback() : Promise.resolve(this.#adopt(now));
+    return this.#sessions
+      .load(this.token, this.#connection)
+      .then((loaded) => (loaded === null ? this.#fallback() : this.#adopt(loaded)));
+  }
+
+  /** No stowage session: the express-session one the old cookie names, moved over, or a new one. */
+  #fallback(): Promise<Session<A>> {
+    const migrate = this.#migrate;
+    const old = migrate && readCookie(migrate.cookie, migrate.migration.name);
+    if (old === undefined) return Promise.resolve(this.#adopt(null));
+    return migrate!.migration.take(this.#sessions, old).then((moved) => {
+      if (!moved) return this.#adopt(null);
+      this.#movedFrom = moved.sid;
+      this.#session = moved.session;
+      return moved.session;
+    });
+  }
+
+  /** @internal The session is stored: the express-session record it was moved from goes. */
+  stored(): void {
+    const sid = this.#movedFrom;
+    if (sid === undefined) return;
+    this.#movedFrom = undefined;
+    this.#migrate!.migration.destroy(sid);
   }
 
   #adopt(loaded: Session<A> | null): Session<A> {
@@ -139,7 +169,12 @@ export function openSession<A extends object>(
   carriage: Carriage,
   input: OpenSessionInput,
 ): LazySession<A> {
-  return new LazySession(sessions, carriage.read(input.cookie, input.header, input.secure), input);
+  const migration = carriage.migration;
+  return new LazySession(
+    sessions,
+    carriage.read(input.cookie, input.header, input.secure),
+    migration === undefined ? input : { ...input, migrate: { migration, cookie: input.cookie } },
+  );
 }
 
 /** How `commitSession` commits. */
@@ -188,6 +223,7 @@ export async function commitSession<A extends object>(
     if (!isStowageError(error, "SESSION_ENDED")) throw error;
     return lazy.via === "cookie" && lazy.found ? carriage.clear(secure) : undefined;
   }
+  lazy.stored();
   return cookieFor(lazy, session, carriage, secure);
 }
 
@@ -206,7 +242,9 @@ export function commitSessionNow<A extends object>(
   if (!session) return lazy.started ? undefined : { cookie: undefined };
   // commitNow never throws SESSION_ENDED: a session ended meanwhile is left to the awaited path.
   const wrote = sessions.commitNow(session, { rotate: rotate && lazy.via !== "header" });
-  return wrote === undefined ? undefined : { cookie: cookieFor(lazy, session, carriage, secure) };
+  if (wrote === undefined) return undefined;
+  lazy.stored();
+  return { cookie: cookieFor(lazy, session, carriage, secure) };
 }
 
 /** True for the failure that becomes a 503: the store could not be reached. */

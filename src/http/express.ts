@@ -8,6 +8,7 @@ import { attachSession, type NodeSessionOptions } from "./node.js";
 
 export type { HttpSessionOptions } from "./carriage.js";
 export { requireCsrf } from "./csrf.js";
+export type { LegacySessionData, LegacyStore, MigrateOptions } from "./migrate.js";
 export type { NodeSessionOptions as ExpressSessionOptions } from "./node.js";
 export { LazySession };
 

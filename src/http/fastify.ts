@@ -7,6 +7,7 @@ import { commitSession, isUnavailable, type LazySession, openSession, UNAVAILABL
 export type { HttpSessionOptions as FastifySessionOptions } from "./carriage.js";
 export { LazySession } from "./core.js";
 export { requireCsrf } from "./csrf.js";
+export type { LegacySessionData, LegacyStore, MigrateOptions } from "./migrate.js";
 
 declare module "fastify" {
   interface FastifyRequest {

@@ -7,6 +7,7 @@ import { commitSession, isUnavailable, type LazySession, openSession, unavailabl
 export type { HttpSessionOptions as HonoSessionOptions } from "./carriage.js";
 export { LazySession } from "./core.js";
 export { requireCsrf } from "./csrf.js";
+export type { LegacySessionData, LegacyStore, MigrateOptions } from "./migrate.js";
 
 /** Context variables the middleware sets: type your app with `new Hono<{ Variables: SessionVariables<A> }>()`. */
 export type SessionVariables<A extends object = Attributes> = {

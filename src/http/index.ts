@@ -8,6 +8,7 @@ export {
 export { commitSession, cookieFor, LazySession, openSession } from "./core.js";
 export { CSRF_HEADER, type HeaderBag, requireCsrf } from "./csrf.js";
 export { type FetchSessionHandler, handleFetch, withSetCookie } from "./fetch.js";
+export type { LegacySessionData, LegacyStore, MigrateOptions } from "./migrate.js";
 export {
   type AttachedSession,
   attachSession,
