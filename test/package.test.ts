@@ -157,3 +157,13 @@ it("an app that uses only the memory store, stowage/ws and stowage/tcp compiles 
     rmSync(app, { recursive: true, force: true });
   }
 });
+
+it("a registered manager types every adapter's session, and SessionRequest is a handler's parameter type with the documented augmentation", () => {
+  // test/fixtures/typed-app: its @ts-expect-error lines fail the compile if the types let a wrong key or
+  // value through; its own tsconfig leaves express-session's types out, as an app without them has.
+  execFileSync(
+    process.execPath,
+    [join(process.cwd(), "node_modules/typescript/bin/tsc"), "-p", "test/fixtures/typed-app"],
+    { encoding: "utf8" },
+  );
+});

@@ -4,19 +4,26 @@ import type { Sessions } from "../core/manager.js";
 import type { Attributes } from "../core/record.js";
 import { Carriage } from "./carriage.js";
 import { LazySession } from "./core.js";
+import type { RegisteredAttributes } from "./index.js";
 import { attachSession, type NodeSessionOptions } from "./node.js";
 
 export type { HttpSessionOptions } from "./carriage.js";
 export { requireCsrf } from "./csrf.js";
+export type { Register, RegisteredAttributes } from "./index.js";
 export type { LegacySessionData, LegacyStore, MigrateOptions } from "./migrate.js";
 export type { NodeSessionOptions as ExpressSessionOptions } from "./node.js";
 export { LazySession };
 
+/** A request's lazy session, typed by the registered manager: what the documented `Express.Request` augmentation declares. */
+export type RequestSession = LazySession<RegisteredAttributes>;
+
 /**
- * An express request with its session. express-session's type declarations claim `req.session` globally,
- * so stowage does not merge into `Express.Request`; use `sessionOf(req)` or cast to this type.
+ * An express request with its session, typed by the registered manager (`Register` in stowage/http).
+ * express-session's type declarations claim `req.session` globally, so stowage does not merge into
+ * `Express.Request` itself; docs/http.md shows the one-line augmentation that makes this type a handler's
+ * parameter type in an app without express-session's types.
  */
-export type SessionRequest<A extends object = Attributes> = Omit<Request, "session"> & {
+export type SessionRequest<A extends object = RegisteredAttributes> = Omit<Request, "session"> & {
   /** The request's lazy session. */
   session: LazySession<A>;
 };
@@ -64,7 +71,7 @@ function catchesRejections(req: Request): boolean {
 }
 
 /** The lazy session `sessionMiddleware` put on this request. */
-export function sessionOf<A extends object = Attributes>(req: Request): LazySession<A> {
+export function sessionOf<A extends object = RegisteredAttributes>(req: Request): LazySession<A> {
   const session = (req as unknown as Partial<SessionRequest<A>>).session;
   if (!(session instanceof LazySession)) {
     throw new StowageError(

@@ -3,16 +3,18 @@ import type { Sessions } from "../core/manager.js";
 import type { Attributes } from "../core/record.js";
 import { Carriage, type HttpSessionOptions } from "./carriage.js";
 import { commitSession, isUnavailable, type LazySession, openSession, UNAVAILABLE_BODY } from "./core.js";
+import type { RegisteredAttributes } from "./index.js";
 
 export type { HttpSessionOptions as FastifySessionOptions } from "./carriage.js";
 export { LazySession } from "./core.js";
 export { requireCsrf } from "./csrf.js";
+export type { Register, RegisteredAttributes } from "./index.js";
 export type { LegacySessionData, LegacyStore, MigrateOptions } from "./migrate.js";
 
 declare module "fastify" {
   interface FastifyRequest {
-    /** The request's lazy session (stowage); type its attributes with `sessionOf<A>(request)`. */
-    session: LazySession<Attributes>;
+    /** The request's lazy session (stowage), typed by the registered manager (`Register` in stowage/http). */
+    session: LazySession<RegisteredAttributes>;
   }
 }
 
@@ -43,7 +45,7 @@ export function sessionPlugin<A extends object = Attributes>(
   const failed = new WeakSet<FastifyRequest>();
 
   const plugin: FastifyPluginCallback = (app, _options, done) => {
-    app.decorateRequest("session", null as unknown as LazySession<Attributes>);
+    app.decorateRequest("session", null as unknown as LazySession<RegisteredAttributes>);
     app.addHook("onRequest", (request, _reply, next) => {
       const raw = request.raw;
       const header = carriage.header === undefined ? undefined : raw.headers[carriage.header];
@@ -53,7 +55,7 @@ export function sessionPlugin<A extends object = Attributes>(
         secure: secureOf(request),
         connection: raw.socket,
       });
-      request.session = lazy as unknown as LazySession<Attributes>;
+      request.session = lazy as unknown as LazySession<RegisteredAttributes>;
       next();
     });
     app.addHook("onError", (request, reply, error, next) => {
@@ -92,7 +94,7 @@ export function sessionPlugin<A extends object = Attributes>(
 }
 
 /** The request's lazy session, typed with your attributes. */
-export function sessionOf<A extends object = Attributes>(request: FastifyRequest): LazySession<A> {
+export function sessionOf<A extends object = RegisteredAttributes>(request: FastifyRequest): LazySession<A> {
   return request.session as unknown as LazySession<A>;
 }
 

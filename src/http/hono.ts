@@ -3,14 +3,16 @@ import type { Sessions } from "../core/manager.js";
 import type { Attributes } from "../core/record.js";
 import { Carriage, type HttpSessionOptions } from "./carriage.js";
 import { commitSession, isUnavailable, type LazySession, openSession, unavailableResponse } from "./core.js";
+import type { RegisteredAttributes } from "./index.js";
 
 export type { HttpSessionOptions as HonoSessionOptions } from "./carriage.js";
 export { LazySession } from "./core.js";
 export { requireCsrf } from "./csrf.js";
+export type { Register, RegisteredAttributes } from "./index.js";
 export type { LegacySessionData, LegacyStore, MigrateOptions } from "./migrate.js";
 
 /** Context variables the middleware sets: type your app with `new Hono<{ Variables: SessionVariables<A> }>()`. */
-export type SessionVariables<A extends object = Attributes> = {
+export type SessionVariables<A extends object = RegisteredAttributes> = {
   /** The request's lazy session. */
   session: LazySession<A>;
 };

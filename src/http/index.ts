@@ -1,3 +1,6 @@
+import type { Sessions } from "../core/manager.js";
+import type { Attributes } from "../core/record.js";
+
 export {
   Carriage,
   type CarriedToken,
@@ -17,3 +20,13 @@ export {
   rawHeader,
   withSessions,
 } from "./node.js";
+
+/**
+ * Register your manager once and every adapter types its sessions with the manager's data type:
+ * `declare module "stowage/http" { interface Register { sessions: typeof sessions } }`.
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: filled in by the application's module augmentation.
+export interface Register {}
+
+/** The attribute type of the registered manager (`Register`), or `Attributes` when none is registered. */
+export type RegisteredAttributes = Register extends { sessions: Sessions<infer A> } ? A : Attributes;
