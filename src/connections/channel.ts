@@ -117,7 +117,7 @@ export class FrameCipher {
     this.#bounds = bounds;
   }
 
-  /** How many times the key has been replaced (for tests and metrics). */
+  /** How many times the key has been replaced. */
   generation = 0;
 
   /** The frame (prefix and sealed body) of `plain`. */
