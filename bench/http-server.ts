@@ -2,14 +2,22 @@
 // the parent) and the server each have a core. Started by bench/http.ts with the scenario name and a key
 // prefix; it reports its port over IPC and cleans up its Redis keys when told to close.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import fastifyCookie from "@fastify/cookie";
+import fastifySession from "@fastify/session";
+import { getRequestListener } from "@hono/node-server";
 import { RedisStore as ConnectRedisStore } from "connect-redis";
 import express, { type Request, type Response } from "express";
 import session from "express-session";
+import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
+import { Hono } from "hono";
+import { MemoryStore as HonoMemoryStore, sessionMiddleware as honoSessionsMiddleware } from "hono-sessions";
 import { Redis } from "ioredis";
 import { createClient } from "redis";
 import type { Session } from "stowage";
 import { type Attributes, createSessions, MemoryStore, type Sessions } from "stowage";
 import { sessionMiddleware, sessionOf } from "stowage/express";
+import { sessionOf as fastifySessionOf, sessionPlugin } from "stowage/fastify";
+import { sessionMiddleware as stowageHono } from "stowage/hono";
 import { withSessions } from "stowage/http";
 import { RedisStore } from "stowage/redis";
 import { dropPrefix } from "./common.js";
@@ -23,6 +31,10 @@ const SCENARIOS = [
   "express-stowage",
   "express-session-redis",
   "express-stowage-redis",
+  "fastify-session",
+  "fastify-stowage",
+  "hono-sessions",
+  "hono-stowage",
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
@@ -111,6 +123,37 @@ function expressWithSession(store: session.Store): express.Express {
   return app;
 }
 
+/** A fastify app on a node:http server of the bench's own (fastify's routing is its request listener). */
+async function fastifyServer(
+  setup: (app: ReturnType<typeof Fastify>) => Promise<void> | void,
+): Promise<Server> {
+  let server: Server | undefined;
+  const app = Fastify({
+    serverFactory: (handler) => {
+      server = createServer(handler);
+      return server;
+    },
+  });
+  await setup(app);
+  await app.ready();
+  return server!;
+}
+
+/** The same work on a @fastify/session or hono-sessions session, which have get and set. */
+function getSetRoute(
+  url: string | undefined,
+  s: { get(key: string): unknown; set(key: string, value: unknown): void },
+) {
+  const path = (url ?? "/").split("?")[0];
+  if (path === "/login") {
+    for (const [k, v] of Object.entries(oneKbAttributes())) s.set(k, v);
+    return "ok";
+  }
+  const n = ((s.get("counter") as number | undefined) ?? 0) + 1;
+  s.set("counter", n);
+  return String(n);
+}
+
 async function dropRedisPrefix(prefix: string): Promise<void> {
   const client = new Redis(REDIS_URL);
   await dropPrefix(client, prefix);
@@ -154,6 +197,46 @@ async function start(scenario: Scenario, prefix: string): Promise<Started> {
           await client.quit();
         },
       };
+    }
+    case "fastify-session": {
+      const server = await fastifyServer(async (app) => {
+        await app.register(fastifyCookie);
+        await app.register(fastifySession, {
+          secret: `${SECRET} padded to the 32 characters @fastify/session wants`,
+          cookie: { secure: false },
+          saveUninitialized: false,
+        });
+        app.get("/*", (request: FastifyRequest) => getSetRoute(request.url, request.session as never));
+      });
+      return { server, cleanup: nothing };
+    }
+    case "fastify-stowage": {
+      const sessions = createSessions({ store: new MemoryStore() });
+      const server = await fastifyServer(async (app) => {
+        await app.register(sessionPlugin(sessions));
+        app.get("/*", async (request: FastifyRequest) =>
+          stowageRoute(request.url, await fastifySessionOf(request)),
+        );
+      });
+      return { server, cleanup: () => sessions.close() };
+    }
+    case "hono-sessions": {
+      const app = new Hono<{
+        Variables: { session: { get(k: string): unknown; set(k: string, v: unknown): void } };
+      }>();
+      app.use(
+        "*",
+        honoSessionsMiddleware({ store: new HonoMemoryStore(), expireAfterSeconds: 14 * 86_400 }) as never,
+      );
+      app.get("*", (c) => c.text(getSetRoute(c.req.path, c.get("session"))));
+      return { server: createServer(getRequestListener(app.fetch)), cleanup: nothing };
+    }
+    case "hono-stowage": {
+      const sessions = createSessions({ store: new MemoryStore() });
+      const app = new Hono()
+        .use(stowageHono(sessions))
+        .get("*", async (c) => c.text(await stowageRoute(c.req.path, await c.get("session"))));
+      return { server: createServer(getRequestListener(app.fetch)), cleanup: () => sessions.close() };
     }
     case "express-stowage-redis": {
       const sessions = createSessions({ store: new RedisStore({ url: REDIS_URL, prefix }) });

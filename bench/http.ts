@@ -207,6 +207,8 @@ export async function run(): Promise<GroupReport> {
   const node = await pairs("node-plain", "node-stowage", `${tag}-n`);
   const memory = await pairs("express-session", "express-stowage", `${tag}-m`);
   const redis = await pairs("express-session-redis", "express-stowage-redis", `${tag}-r`);
+  const fastify = await pairs("fastify-session", "fastify-stowage", `${tag}-f`);
+  const hono = await pairs("hono-sessions", "hono-stowage", `${tag}-h`);
   const contrastRows = await lostUpdates();
   const rate = (label: string, perSecond: number): Rate => ({ label, perSecond });
   return {
@@ -237,6 +239,22 @@ export async function run(): Promise<GroupReport> {
         "req/s",
       ),
       cpuRow("express server CPU per request (Redis)", redis, "stowage", "express-session + connect-redis"),
+      ratioRow(
+        "fastify + stowage vs fastify + @fastify/session (MemoryStore)",
+        rate("sessionPlugin", fastify.rates[1]),
+        rate("@fastify/session", fastify.rates[0]),
+        undefined,
+        "req/s",
+      ),
+      cpuRow("fastify server CPU per request (MemoryStore)", fastify, "stowage", "@fastify/session"),
+      ratioRow(
+        "hono + stowage vs hono + hono-sessions (MemoryStore), on @hono/node-server",
+        rate("sessionMiddleware", hono.rates[1]),
+        rate("hono-sessions", hono.rates[0]),
+        undefined,
+        "req/s",
+      ),
+      cpuRow("hono server CPU per request (MemoryStore)", hono, "stowage", "hono-sessions"),
       ...contrastRows,
     ],
     notes: [
@@ -254,7 +272,9 @@ export async function run(): Promise<GroupReport> {
         " stowage runs from the built package (`npm run bench` builds it first), as the peers run as" +
         " published JavaScript; RedisStore on ioredis 5.",
       "express-session runs with `resave: false, saveUninitialized: false` (its recommended, cheapest" +
-        " setting); connect-redis v9 on a node-redis client, RedisStore on ioredis; Redis on loopback.",
+        " setting); connect-redis v9 on a node-redis client, RedisStore on ioredis; Redis on loopback." +
+        " @fastify/session 11 (with @fastify/cookie, `saveUninitialized: false`) and hono-sessions 0.8 on" +
+        " their own memory stores, hono on @hono/node-server.",
       `Lost-update contrast (not a test): ${PARALLEL} requests sent at once on one cookie against express +` +
         " express-session (MemoryStore) and express + stowage (MemoryStore). express-session loads the" +
         " whole session, then saves the whole session, so parallel requests overwrite each other. stowage" +
