@@ -201,7 +201,7 @@ function cpuRow(metric: string, result: PairResult, ours: string, peer: string) 
   return infoRow(metric, `${ours}: ${micros(result.cpu[1])}`, `${peer}: ${micros(result.cpu[0])}`);
 }
 
-/** Group "http": autocannon against node:http and express, with and without stowage and express-session. */
+/** Group "http": autocannon against node:http, express, fastify and hono, with stowage and with each one's usual session library. */
 export async function run(): Promise<GroupReport> {
   const tag = `stowage-bench-http-${randomBytes(4).toString("hex")}`;
   const node = await pairs("node-plain", "node-stowage", `${tag}-n`);
@@ -213,7 +213,7 @@ export async function run(): Promise<GroupReport> {
   const rate = (label: string, perSecond: number): Rate => ({ label, perSecond });
   return {
     group: "http",
-    title: "HTTP: node:http and express under autocannon",
+    title: "HTTP: node:http, express, fastify and hono under autocannon",
     rows: [
       ratioRow(
         "node:http + stowage (MemoryStore) vs the same handler without sessions",
