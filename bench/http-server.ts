@@ -8,7 +8,7 @@ import { getRequestListener } from "@hono/node-server";
 import { RedisStore as ConnectRedisStore } from "connect-redis";
 import express, { type Request, type Response } from "express";
 import session from "express-session";
-import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
+import Fastify, { type FastifyRequest } from "fastify";
 import { Hono } from "hono";
 import { MemoryStore as HonoMemoryStore, sessionMiddleware as honoSessionsMiddleware } from "hono-sessions";
 import { Redis } from "ioredis";
