@@ -14,13 +14,13 @@ export interface MeasuredSessions {
 
 export type { StoreCall } from "./observe.js";
 
-/** What is measured of a connection server (`createConnectionServer()` from stowage/ws). */
+/** What is measured of a connection server (stowage/ws's `createConnectionServer()` or stowage/tcp's `createTcpConnectionServer()`). */
 export interface MeasuredConnections {
   /** Connections open in this process. */
   readonly connections: ReadonlyMap<string, unknown>;
   /** Handshakes under way (new connections and resumes). */
   readonly handshakes: number;
-  /** Its events (stowage/ws's `connection` and `rejected`); returns a function that removes the listener. */
+  /** Its events (`connection` and `rejected`); returns a function that removes the listener. */
   on(
     event: "connection",
     listener: (connection: {
@@ -142,7 +142,9 @@ export function collectMetrics(
   const live = options.connections;
   if (live !== undefined) {
     if (typeof live?.on !== "function" || !(live.connections instanceof Map))
-      throw check.error("connections must be a connection server (createConnectionServer from stowage/ws)");
+      throw check.error(
+        "connections must be a connection server (createConnectionServer from stowage/ws, createTcpConnectionServer from stowage/tcp)",
+      );
     new Gauge({
       name: name("connections_open"),
       help: "Connections open in this process.",

@@ -335,6 +335,17 @@ describe.each(["tcp", "tcp+channel"] as const)("the TCP stream over %s", (wire) 
     expect(process.memoryUsage().heapUsed - heap).toBeLessThan(32 << 20);
   });
 
+  it("the server's heartbeat cuts a client that stopped talking (half-open), and its session waits for a resume", async () => {
+    const { url, live, sessions } = await liveOn(new MemoryStore(), { heartbeatMs: 200 }, wire);
+    const closes = recordConnections(live);
+    const { id } = await openRaw(url, testKey());
+    // The raw client never pings: within two heartbeats the server gives up on it.
+    await waitUntil(() => closes[0]?.closed, 2000, "the silent connection to be cut");
+    expect(closes[0]!.closed).toBe("lost");
+    expect(live.connections.has(id)).toBe(false);
+    expect((await sessions.store.get(id))?.connection?.key).toBeDefined();
+  });
+
   it("a frame that stalls half-way is closed after frameTimeoutMs (slowloris), and one cut by the end of the stream is malformed", async () => {
     const { url, live } = await liveOn(new MemoryStore(), { frameTimeoutMs: 200 }, wire);
     const closes = recordConnections(live);
