@@ -57,11 +57,14 @@ async function login(url: string, count: number): Promise<string[]> {
   return cookies;
 }
 
-/** Requests per second over `seconds`, 50 connections, each connection on its own session. */
+/**
+ * Requests per second over `seconds`, 50 connections, each connection on its own session; with no
+ * cookies, to /login, every request makes a new session with the 1 KB of attributes.
+ */
 async function load(url: string, cookies: string[], seconds: number): Promise<number> {
   let next = 0;
   const result = await autocannon({
-    url: `${url}/`,
+    url: cookies.length === 0 ? `${url}/login` : `${url}/`,
     connections: CONNECTIONS,
     duration: seconds,
     setupClient: (client) => {
@@ -89,13 +92,16 @@ async function cpuPerRequest(server: Running): Promise<number> {
   return message.cpuMicrosPerRequest;
 }
 
-/** Measures two servers under the same load, interleaved so drift hits both alike. */
-async function pair(a: string, b: string, tag: string): Promise<PairResult> {
+/** Measures two servers under the same load, interleaved so drift hits both alike; `create`: new sessions only. */
+async function pair(a: string, b: string, tag: string, create = false): Promise<PairResult> {
   const servers = [await startServer(a, `${tag}a:`), await startServer(b, `${tag}b:`)] as const;
   try {
-    const cookies = [await login(servers[0].url, CONNECTIONS), await login(servers[1].url, CONNECTIONS)];
-    if (a !== "node-plain" && cookies[0]!.some((c) => c === "")) throw new Error(`${a} set no cookie`);
-    if (cookies[1]!.some((c) => c === "")) throw new Error(`${b} set no cookie`);
+    const cookies = create
+      ? [[], []]
+      : [await login(servers[0].url, CONNECTIONS), await login(servers[1].url, CONNECTIONS)];
+    if (!create && a !== "node-plain" && cookies[0]!.some((c) => c === ""))
+      throw new Error(`${a} set no cookie`);
+    if (!create && cookies[1]!.some((c) => c === "")) throw new Error(`${b} set no cookie`);
     await load(servers[0].url, cookies[0]!, WARMUP_SECONDS);
     await load(servers[1].url, cookies[1]!, WARMUP_SECONDS);
     for (const server of servers) server.child.send("mark");
@@ -112,9 +118,9 @@ async function pair(a: string, b: string, tag: string): Promise<PairResult> {
 }
 
 /** `pair` run PROCESS_PAIRS times on fresh processes; rates and CPU are the means. */
-async function pairs(a: string, b: string, tag: string): Promise<PairResult> {
+async function pairs(a: string, b: string, tag: string, create = false): Promise<PairResult> {
   const runs: PairResult[] = [];
-  for (let i = 0; i < PROCESS_PAIRS; i++) runs.push(await pair(a, b, `${tag}${i}`));
+  for (let i = 0; i < PROCESS_PAIRS; i++) runs.push(await pair(a, b, `${tag}${i}`, create));
   const mean = (pick: (r: PairResult) => number) => runs.reduce((sum, r) => sum + pick(r), 0) / runs.length;
   return {
     rates: [mean((r) => r.rates[0]), mean((r) => r.rates[1])],
@@ -209,6 +215,7 @@ export async function run(): Promise<GroupReport> {
   const redis = await pairs("express-session-redis", "express-stowage-redis", `${tag}-r`);
   const fastify = await pairs("fastify-session", "fastify-stowage", `${tag}-f`);
   const hono = await pairs("hono-sessions", "hono-stowage", `${tag}-h`);
+  const creation = await pairs("express-session", "express-stowage", `${tag}-c`, true);
   const contrastRows = await lostUpdates();
   const rate = (label: string, perSecond: number): Rate => ({ label, perSecond });
   return {
@@ -255,6 +262,14 @@ export async function run(): Promise<GroupReport> {
         "req/s",
       ),
       cpuRow("hono server CPU per request (MemoryStore)", hono, "stowage", "hono-sessions"),
+      ratioRow(
+        "express: a new session with 1 KB of attributes on every request (MemoryStore), stowage vs express-session",
+        rate("sessionMiddleware", creation.rates[1]),
+        rate("express-session", creation.rates[0]),
+        1.5,
+        "req/s",
+      ),
+      cpuRow("express server CPU per new session (MemoryStore)", creation, "stowage", "express-session"),
       ...contrastRows,
     ],
     notes: [

@@ -1,5 +1,5 @@
 import * as nodeCrypto from "node:crypto";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomFillSync } from "node:crypto";
 
 /** Length of a session id in base64url characters (16 bytes). */
 export const ID_LENGTH = 22;
@@ -63,10 +63,28 @@ export function newId(): string {
 
 /** Mints a new id and secret from the CSPRNG. */
 export function issueToken(): IssuedToken {
-  const bytes = randomBytes(48);
-  const id = bytes.subarray(0, 16).toString("base64url");
-  const secret = bytes.subarray(16).toString("base64url");
+  const bytes = tokenBytes();
+  const id = bytes.toString("base64url", 0, 16);
+  const secret = bytes.toString("base64url", 16, 48);
+  // Issued bytes leave the pool at once: it only ever holds randomness no token has used yet.
+  bytes.fill(0);
   return { id, token: `${id}.${secret}`, verifier: verifierOf(secret) };
+}
+
+// Tokens come from a pool the CSPRNG fills 64 tokens at a time: one call costs about 7 µs on a VM (a
+// system call each), a slice of the pool 0.2 µs (bench: creating a session). Each byte is used once.
+const TOKEN_BYTES = 48;
+const POOL = Buffer.alloc(TOKEN_BYTES * 64);
+let poolAt = POOL.length;
+
+function tokenBytes(): Buffer {
+  if (poolAt === POOL.length) {
+    randomFillSync(POOL);
+    poolAt = 0;
+  }
+  const bytes = POOL.subarray(poolAt, poolAt + TOKEN_BYTES);
+  poolAt += TOKEN_BYTES;
+  return bytes;
 }
 
 /** Strictly parses `id.secret`; anything else (wrong length, alphabet, padding, non-canonical) is null. */
