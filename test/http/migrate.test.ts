@@ -137,6 +137,44 @@ describe.each(Object.keys(STORES) as (keyof typeof STORES)[])("moving sessions o
   });
 });
 
+describe("moving sessions over in the other adapters", () => {
+  it("fastify, hono and node:http move a connect.sid as express does", async () => {
+    const { default: Fastify } = await import("fastify");
+    const { Hono } = await import("hono");
+    const { getRequestListener } = await import("@hono/node-server");
+    const { sessionPlugin, sessionOf: fastifySessionOf } = await import("../../src/http/fastify.js");
+    const { sessionMiddleware: honoSessions } = await import("../../src/http/hono.js");
+    const { withSessions } = await import("../../src/http/node.js");
+    const store = new session.MemoryStore();
+    const migrate = { store, secret: SECRET };
+    const whoami = (s: { userId: string | undefined; get(key: string): unknown }) =>
+      JSON.stringify({ user: s.userId ?? null, cart: s.get("cart") ?? null });
+    const fastify = Fastify();
+    await fastify.register(sessionPlugin(createSessions(), { migrate }));
+    fastify.get("/whoami", async (request) => whoami(await fastifySessionOf(request)));
+    await fastify.listen({ port: 0, host: "127.0.0.1" });
+    cleanups.push(() => fastify.close());
+    const hono = new Hono()
+      .use(honoSessions(createSessions(), { migrate }))
+      .get("/whoami", async (c) => c.text(whoami(await c.get("session"))));
+    const node = withSessions(createSessions(), async (_req, res, lazy) => res.end(whoami(await lazy)), {
+      migrate,
+    });
+    const urls = [
+      `http://127.0.0.1:${(fastify.server.address() as AddressInfo).port}`,
+      await listen(createServer(getRequestListener(hono.fetch))),
+      await listen(createServer(node)),
+    ];
+    for (const url of urls) {
+      const { cookie, sid } = await oldCookie(store);
+      const answer = await send(url, "GET", "/whoami", { cookie });
+      expect(answer.body).toEqual({ user: "ada", cart: ["book", "pen"] });
+      expect(answer.setCookies.some((c) => c.startsWith("sid="))).toBe(true);
+      await expect.poll(() => getOld(store, sid)).toBeFalsy();
+    }
+  });
+});
+
 describe("moving sessions over: failures", () => {
   it("an old store that fails answers 503 and keeps the old session for a later try", async () => {
     const store = new session.MemoryStore();
