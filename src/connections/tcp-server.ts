@@ -241,7 +241,8 @@ class TcpTransport<A extends object> implements Transport {
   readonly #flush = (): void => {
     const texts = this.#queued;
     this.#queued = [];
-    if (this.#socket.destroyed) return;
+    // end() flushes what is queued itself; a write after it would fail and reset the connection.
+    if (texts.length === 0 || this.#socket.destroyed || this.#socket.writableEnded) return;
     if (this.#send) {
       const cipher = this.#send;
       this.#socket.write(
@@ -285,6 +286,8 @@ class TcpTransport<A extends object> implements Transport {
 
   #data(chunk: Buffer): void {
     this.#alive = true;
+    // After a frame that could not be read nothing more is: bytes still coming are dropped, not kept.
+    if (this.#broken) return;
     const bodies = this.#decoder.push(chunk);
     if (bodies === undefined) {
       // A prefix past the bound: no frame after it can be found, and nothing of it is kept.

@@ -1,5 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import { createConnection as connectTcp, createServer, type Server, type Socket } from "node:net";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import WebSocket from "ws";
 import { type ClientConnection, type ClientEvents, connect } from "../../src/client/index.js";
 import type { Connection } from "../../src/connections/connection.js";
@@ -243,3 +245,15 @@ export async function waitUntil<T>(
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The heap a test can compare across work: live objects only, after full collections (the worker runs
+// without --expose-gc, so the flag is set here and V8's gc taken from a fresh context).
+setFlagsFromString("--expose-gc");
+const collect = runInNewContext("gc") as () => void;
+
+/** Bytes of heap still in use after garbage collection: what a leak would grow. */
+export function retainedHeap(): number {
+  collect();
+  collect();
+  return process.memoryUsage().heapUsed;
+}
