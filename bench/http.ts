@@ -207,6 +207,24 @@ function cpuRow(metric: string, result: PairResult, ours: string, peer: string) 
   return infoRow(metric, `${ours}: ${micros(result.cpu[1])}`, `${peer}: ${micros(result.cpu[0])}`);
 }
 
+/** The two rows of a pair: req/s as a ratio (with its goal, if any), then server CPU per request. */
+function pairRows(
+  result: PairResult,
+  rows: { metric: string; cpu: string; ours: [string, string]; peer: [string, string]; goal?: number },
+) {
+  const rate = (label: string, perSecond: number): Rate => ({ label, perSecond });
+  return [
+    ratioRow(
+      rows.metric,
+      rate(rows.ours[0], result.rates[1]),
+      rate(rows.peer[0], result.rates[0]),
+      rows.goal,
+      "req/s",
+    ),
+    cpuRow(rows.cpu, result, rows.ours[1], rows.peer[1]),
+  ];
+}
+
 /** Group "http": autocannon against node:http, express, fastify and hono, with stowage and with each one's usual session library. */
 export async function run(): Promise<GroupReport> {
   const tag = `stowage-bench-http-${randomBytes(4).toString("hex")}`;
@@ -217,59 +235,51 @@ export async function run(): Promise<GroupReport> {
   const hono = await pairs("hono-sessions", "hono-stowage", `${tag}-h`);
   const creation = await pairs("express-session", "express-stowage", `${tag}-c`, true);
   const contrastRows = await lostUpdates();
-  const rate = (label: string, perSecond: number): Rate => ({ label, perSecond });
   return {
     group: "http",
     title: "HTTP: node:http, express, fastify and hono under autocannon",
     rows: [
-      ratioRow(
-        "node:http + stowage (MemoryStore) vs the same handler without sessions",
-        rate("withSessions", node.rates[1]),
-        rate("no sessions", node.rates[0]),
-        0.7,
-        "req/s",
-      ),
-      cpuRow("node:http server CPU per request", node, "withSessions", "no sessions"),
-      ratioRow(
-        "express + stowage vs express + express-session (MemoryStore)",
-        rate("sessionMiddleware", memory.rates[1]),
-        rate("express-session", memory.rates[0]),
-        1.3,
-        "req/s",
-      ),
-      cpuRow("express server CPU per request (MemoryStore)", memory, "stowage", "express-session"),
-      ratioRow(
-        "express + stowage (RedisStore) vs express-session + connect-redis",
-        rate("sessionMiddleware", redis.rates[1]),
-        rate("express-session + connect-redis", redis.rates[0]),
-        1.3,
-        "req/s",
-      ),
-      cpuRow("express server CPU per request (Redis)", redis, "stowage", "express-session + connect-redis"),
-      ratioRow(
-        "fastify + stowage vs fastify + @fastify/session (MemoryStore)",
-        rate("sessionPlugin", fastify.rates[1]),
-        rate("@fastify/session", fastify.rates[0]),
-        undefined,
-        "req/s",
-      ),
-      cpuRow("fastify server CPU per request (MemoryStore)", fastify, "stowage", "@fastify/session"),
-      ratioRow(
-        "hono + stowage vs hono + hono-sessions (MemoryStore), on @hono/node-server",
-        rate("sessionMiddleware", hono.rates[1]),
-        rate("hono-sessions", hono.rates[0]),
-        undefined,
-        "req/s",
-      ),
-      cpuRow("hono server CPU per request (MemoryStore)", hono, "stowage", "hono-sessions"),
-      ratioRow(
-        "express: a new session with 1 KB of attributes on every request (MemoryStore), stowage vs express-session",
-        rate("sessionMiddleware", creation.rates[1]),
-        rate("express-session", creation.rates[0]),
-        1.5,
-        "req/s",
-      ),
-      cpuRow("express server CPU per new session (MemoryStore)", creation, "stowage", "express-session"),
+      ...pairRows(node, {
+        metric: "node:http + stowage (MemoryStore) vs the same handler without sessions",
+        cpu: "node:http server CPU per request",
+        ours: ["withSessions", "withSessions"],
+        peer: ["no sessions", "no sessions"],
+        goal: 0.7,
+      }),
+      ...pairRows(memory, {
+        metric: "express + stowage vs express + express-session (MemoryStore)",
+        cpu: "express server CPU per request (MemoryStore)",
+        ours: ["sessionMiddleware", "stowage"],
+        peer: ["express-session", "express-session"],
+        goal: 1.3,
+      }),
+      ...pairRows(redis, {
+        metric: "express + stowage (RedisStore) vs express-session + connect-redis",
+        cpu: "express server CPU per request (Redis)",
+        ours: ["sessionMiddleware", "stowage"],
+        peer: ["express-session + connect-redis", "express-session + connect-redis"],
+        goal: 1.3,
+      }),
+      ...pairRows(fastify, {
+        metric: "fastify + stowage vs fastify + @fastify/session (MemoryStore)",
+        cpu: "fastify server CPU per request (MemoryStore)",
+        ours: ["sessionPlugin", "stowage"],
+        peer: ["@fastify/session", "@fastify/session"],
+      }),
+      ...pairRows(hono, {
+        metric: "hono + stowage vs hono + hono-sessions (MemoryStore), on @hono/node-server",
+        cpu: "hono server CPU per request (MemoryStore)",
+        ours: ["sessionMiddleware", "stowage"],
+        peer: ["hono-sessions", "hono-sessions"],
+      }),
+      ...pairRows(creation, {
+        metric:
+          "express: a new session with 1 KB of attributes on every request (MemoryStore), stowage vs express-session",
+        cpu: "express server CPU per new session (MemoryStore)",
+        ours: ["sessionMiddleware", "stowage"],
+        peer: ["express-session", "express-session"],
+        goal: 1.5,
+      }),
       ...contrastRows,
     ],
     notes: [

@@ -12,7 +12,7 @@ import {
   type SessionRecord,
 } from "../core/record.js";
 import type { Session } from "../core/session.js";
-import type { OutboxLimits, StoreEvent } from "../core/store.js";
+import type { OutboxLimits, StoredRecord, StoreEvent } from "../core/store.js";
 import { newId, verifierOf } from "../core/tokens.js";
 import {
   type ClientFrame,
@@ -99,14 +99,20 @@ export interface ChannelBinding {
   readonly algorithm: string;
   /** Derived in this channel's handshake: what a session without a stored secret keeps. */
   readonly secret: Uint8Array;
-  /** The session whose stored secret this channel mixed in, with that secret (to seal it again). */
-  readonly resumed?: { readonly id: string; readonly secret: Uint8Array };
+  /**
+   * The session whose stored secret this channel mixed in, with that secret (to seal it again) and the
+   * record it was read from, which the resume checks first instead of reading it again.
+   */
+  readonly resumed?: { readonly id: string; readonly secret: Uint8Array; readonly record: StoredRecord };
   /** The session the client named whose stored secret could not be opened: the answer its resume gets, and why. */
   readonly unopened?: { readonly id: string; readonly reason: CloseReason; readonly detail: string };
 }
 
-/** A session's stored channel secret, opened: or why it cannot be. */
-export type StoredSecret = { readonly secret: Buffer } | { readonly missing: string } | undefined;
+/** A session's stored channel secret, opened, with the record it is in: or why it cannot be. */
+export type StoredSecret =
+  | { readonly secret: Buffer; readonly record: StoredRecord }
+  | { readonly missing: string }
+  | undefined;
 
 /** The protocol's side of one transport: the transport calls these as frames come and when it ends. */
 export interface Peer {
@@ -275,7 +281,7 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     }
     const secret = ring.unseal(channel.sealedSecret, channelContext(channel.algorithm));
     return secret
-      ? { secret }
+      ? { secret, record: record! }
       : { missing: "its sealed channel secret does not open (altered in the store)" };
   }
 
@@ -404,8 +410,12 @@ export class ConnectionServer<A extends object = Attributes, R = unknown> extend
     let record: SessionRecord | undefined;
     let ref: ConnectionRef | undefined;
     try {
+      // The channel's lookup read the record a moment ago: the first attempt checks that one. If it has
+      // changed since, the conditional write below fails and the next attempt reads it again.
+      let known = binding?.resumed?.id === frame.id ? binding.resumed.record : undefined;
       for (let attempt = 0; attempt < 16 && ref === undefined; attempt++) {
-        const found = await store.get(frame.id);
+        const found = known ?? (await store.get(frame.id));
+        known = undefined;
         const held = found?.connection;
         if (!found || found.via !== undefined || !held) return "expired";
         if (!frame.proofs.some((proof) => verifyProof(held.key, text, proof))) return "bad-proof";

@@ -342,28 +342,31 @@ class TcpTransport<A extends object> implements Transport {
     const finish = (stored: StoredSecret, id: string | undefined, failure?: string) => {
       clearTimeout(this.#helloTimer);
       if (this.#socket.destroyed) return;
-      const secret = stored && "secret" in stored ? stored.secret : undefined;
+      const opened = stored && "secret" in stored ? stored : undefined;
       const { serverHello, keys } = answerHello({
         clientHello: body,
         parsed: hello,
         staticKey: settings.staticKey,
-        secret,
+        secret: opened?.secret,
         bounds: settings.rekey,
       });
       this.#socket.write(encodeFrame(serverHello));
       this.#send = keys.send;
       this.#receive = keys.receive;
-      const binding: {
-        algorithm: string;
-        secret: Uint8Array;
-        resumed?: { id: string; secret: Uint8Array };
-        unopened?: { id: string; reason: CloseReason; detail: string };
-      } = { algorithm: CHANNEL_ALGORITHM, secret: keys.secret };
-      if (id !== undefined && secret) binding.resumed = { id, secret };
-      if (id !== undefined && stored && "missing" in stored) {
-        binding.unopened = { id, reason: "expired", detail: stored.missing };
-      }
-      if (id !== undefined && failure) binding.unopened = { id, reason: "unavailable", detail: failure };
+      const unopened =
+        id === undefined
+          ? undefined
+          : failure !== undefined
+            ? { id, reason: "unavailable" as const, detail: failure }
+            : stored && "missing" in stored
+              ? { id, reason: "expired" as const, detail: stored.missing }
+              : undefined;
+      const binding: ChannelBinding = {
+        algorithm: CHANNEL_ALGORITHM,
+        secret: keys.secret,
+        ...(id !== undefined && opened ? { resumed: { id, ...opened } } : {}),
+        ...(unopened ? { unopened } : {}),
+      };
       this.channel = binding;
       this.#open();
     };
