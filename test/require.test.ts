@@ -28,7 +28,7 @@ const { createRequire } = require("node:module");
 const load = createRequire(${JSON.stringify(join(process.cwd(), "package.json"))});
 const subpaths = ["stowage", "stowage/sqlite", "stowage/redis", "stowage/postgres", "stowage/http",
   "stowage/express", "stowage/fastify", "stowage/hono", "stowage/conformance", "stowage/prometheus",
-  "stowage/opentelemetry", "stowage/ws", "stowage/tcp", "stowage/client"];
+  "stowage/opentelemetry", "stowage/ws", "stowage/tcp", "stowage/express-session", "stowage/client"];
 const names = {};
 for (const name of subpaths) {
   const path = load.resolve(name);
@@ -49,6 +49,11 @@ for (const name of subpaths) {
   assert.equal(memory.name, "memory");
   await memory.close();
   await sessions.close();
+  // express-session's CommonJS shape: require() gives the middleware factory, its classes on it.
+  const expressSession = load("stowage/express-session");
+  assert.equal(typeof expressSession, "function");
+  assert.equal(typeof expressSession({ resave: false, saveUninitialized: false }), "function");
+  assert.ok(new expressSession.MemoryStore() instanceof expressSession.Store);
   console.log(JSON.stringify(names));
 })().catch((error) => { console.error(error); process.exit(1); });
 `);
@@ -76,4 +81,7 @@ for (const name of subpaths) {
     ]),
   );
   expect(names["stowage/client"]).toEqual(["ClientConnection", "connect", "isRetryable"]);
+  expect(names["stowage/express-session"]).toEqual(
+    expect.arrayContaining(["Cookie", "MemoryStore", "Session", "Store", "StowageStore", "default"]),
+  );
 });

@@ -212,7 +212,8 @@ function hookedWriteHead(this: HookedResponse, ...args: unknown[]): ServerRespon
   return this[HOOK].writeHead(args);
 }
 
-function appendSetCookie(res: ServerResponse, cookie: string): void {
+/** Adds a Set-Cookie header to those the response already has. */
+export function appendSetCookie(res: ServerResponse, cookie: string): void {
   const existing = res.getHeader("set-cookie");
   if (existing === undefined) res.setHeader("set-cookie", cookie);
   else if (Array.isArray(existing)) res.setHeader("set-cookie", [...existing, cookie]);

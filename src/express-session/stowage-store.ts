@@ -1,0 +1,326 @@
+import { randomBytes } from "node:crypto";
+import { isStowageError } from "../core/errors.js";
+import { OptionChecker } from "../core/options.js";
+import {
+  type Attributes,
+  expiryOf,
+  type JsonValue,
+  type MetaPatch,
+  type SessionRecord,
+} from "../core/record.js";
+import { MAX_LIFETIME_MS } from "../core/session.js";
+import type { PeekedRecord, SessionDelta, SessionStore } from "../core/store.js";
+import { type MemoryStoreOptions, MemoryStore as StowageMemoryStore } from "../stores/memory/index.js";
+import type { CookieData } from "./cookie.js";
+import { grantOf, STORED, type StoredTexts, textsOf } from "./grants.js";
+import type { SessionCallback } from "./session.js";
+import { type GetCallback, type SessionData, Store } from "./session.js";
+
+/** Options for `StowageStore`. */
+export interface StowageStoreOptions {
+  /** How long a session with a browser-session cookie (no `maxAge`) lives after its last request, in ms. @default 86_400_000 (one day) */
+  ttl?: number;
+}
+
+/**
+ * express-session's store interface over a stowage store (memory, SQLite, Redis, PostgreSQL). The
+ * middleware of stowage/express-session wraps a stowage store in one on its own. Properties are stored as
+ * separate attributes, and a save by the middleware writes only those that changed since the request read
+ * them (parallel requests that change different properties keep both); tokens are checked against the
+ * hash the record keeps; `passport.user` is the record's signed-in user, so `listForUser` and
+ * `endAllForUser` of a manager on the same store see it. Every session also ends 400 days after it began.
+ */
+export class StowageStore extends Store {
+  /** The stowage store the sessions are in. */
+  readonly store: SessionStore;
+  readonly #ttl: number;
+
+  constructor(store: SessionStore, options: StowageStoreOptions = {}) {
+    super();
+    const check = new OptionChecker("StowageStore", options, ["ttl"]);
+    this.#ttl = check.ms("ttl", 86_400_000);
+    this.store = store;
+  }
+
+  /** Reads a session; an unknown, expired or renamed id is none. */
+  override get(sid: string, callback: GetCallback): void {
+    const store = this.store;
+    if (store.peekNow !== undefined) {
+      let record: PeekedRecord | undefined;
+      try {
+        record = store.peekNow(sid);
+      } catch (error) {
+        callback(error);
+        return;
+      }
+      callback(undefined, this.#data(record));
+      return;
+    }
+    (store.peek ?? store.get).call(store, sid).then(
+      (record) => callback(undefined, this.#data(record)),
+      (error: unknown) => callback(error),
+    );
+  }
+
+  /**
+   * Writes a session. From the middleware (a `Session` whose request read or made it), only the properties
+   * that changed are written; from anywhere else, the whole session. A session ended meanwhile (destroyed
+   * by a parallel request, or expired) stays ended.
+   */
+  override set(sid: string, session: SessionData, callback: SessionCallback = noop): void {
+    let write: number | Promise<unknown>;
+    let texts: Map<string, string>;
+    const grant = grantOf((session as { req?: object }).req, sid);
+    try {
+      texts = storedTexts(session);
+      const idleExpiresAt = this.#expiry(session.cookie);
+      if (grant?.stored !== undefined)
+        write = this.#commit(sid, delta(grant.stored, texts, session, idleExpiresAt));
+      else if (grant !== undefined)
+        write = this.store.insert(this.#record(sid, grant.verifier, texts, session, idleExpiresAt));
+      else write = this.#replace(sid, texts, session, idleExpiresAt);
+    } catch (error) {
+      if (isEnded(error)) callback();
+      else callback(error);
+      return;
+    }
+    const done = () => {
+      if (grant !== undefined) grant.stored = texts;
+      callback();
+    };
+    if (typeof write === "number") {
+      done();
+      return;
+    }
+    write.then(done, (error: unknown) => (isEnded(error) ? callback() : callback(error)));
+  }
+
+  /** Moves a session's expiry to its cookie's, without writing it. */
+  override touch(sid: string, session: SessionData, callback: SessionCallback = noop): void {
+    const store = this.store;
+    let idleExpiresAt: number;
+    try {
+      idleExpiresAt = this.#expiry(session.cookie);
+      if (store.touchNow !== undefined) {
+        store.touchNow(sid, idleExpiresAt);
+        callback();
+        return;
+      }
+    } catch (error) {
+      callback(error);
+      return;
+    }
+    store.touch(sid, idleExpiresAt).then(
+      () => callback(),
+      (error: unknown) => callback(error),
+    );
+  }
+
+  /** Removes a session. */
+  override destroy(sid: string, callback: SessionCallback = noop): void {
+    this.store.delete(sid).then(
+      () => callback(),
+      (error: unknown) => callback(error),
+    );
+  }
+
+  /** Every live session, by sid. */
+  override all(callback: (error: unknown, sessions?: Record<string, SessionData> | null) => void): void {
+    this.#scan((record, out: Record<string, SessionData>) => {
+      const data = this.#data(record);
+      if (data !== undefined) out[record.id] = data;
+    }, {}).then(
+      (out) => callback(undefined, out),
+      (error: unknown) => callback(error),
+    );
+  }
+
+  /** How many live sessions there are. */
+  override length(callback: (error: unknown, length?: number) => void): void {
+    const now = Date.now();
+    this.#scan(
+      (record, count: { n: number }) => {
+        if (expiryOf(record) > now) count.n++;
+      },
+      { n: 0 },
+    ).then(
+      (count) => callback(undefined, count.n),
+      (error: unknown) => callback(error),
+    );
+  }
+
+  /** Removes every session. */
+  override clear(callback: SessionCallback = noop): void {
+    const ids: string[] = [];
+    this.#scan((record) => ids.push(record.id), undefined)
+      .then(() => Promise.all(ids.map((id) => this.store.delete(id))))
+      .then(
+        () => callback(),
+        (error: unknown) => callback(error),
+      );
+  }
+
+  /** Closes the stowage store. */
+  close(): Promise<void> {
+    return this.store.close();
+  }
+
+  async #scan<T>(each: (record: SessionRecord, into: T) => void, into: T): Promise<T> {
+    for await (const page of this.store.scan()) for (const record of page) each(record, into);
+    return into;
+  }
+
+  #data(record: PeekedRecord | undefined): SessionData | undefined {
+    if (record === undefined || record.via !== undefined || expiryOf(record) <= Date.now()) return undefined;
+    const texts = new Map<string, string>();
+    const data: Record<string, unknown> = {};
+    const encoded = record.encoded;
+    if (encoded !== undefined) {
+      for (const key of Object.keys(encoded)) {
+        texts.set(key, encoded[key]!);
+        data[key] = JSON.parse(encoded[key]!);
+      }
+    }
+    const attributes = record.attributes;
+    for (const key of Object.keys(attributes)) {
+      const value = attributes[key]!;
+      const text = JSON.stringify(value);
+      texts.set(key, text);
+      // Values may be the store's own: the application gets copies it can change.
+      data[key] = typeof value === "object" && value !== null ? JSON.parse(text) : value;
+    }
+    const cookie = data.cookie as Record<string, unknown> | undefined;
+    if (cookie !== undefined && typeof cookie === "object" && cookie !== null && !("expires" in cookie)) {
+      cookie.expires = new Date(record.idleExpiresAt).toISOString();
+    }
+    Object.defineProperty(data, STORED, {
+      value: { verifier: record.verifier, texts } satisfies StoredTexts,
+    });
+    return data as SessionData;
+  }
+
+  #expiry(cookie: SessionData["cookie"] | undefined): number {
+    const expires = cookie?.expires;
+    const now = Date.now();
+    const at = expires === null || expires === undefined ? Number.NaN : new Date(expires).getTime();
+    // A cookie without a valid expiry lives `ttl` past its last request (an invalid date also fails the
+    // Set-Cookie, which reports it).
+    return Math.min(Number.isFinite(at) ? at : now + this.#ttl, now + MAX_LIFETIME_MS);
+  }
+
+  #commit(sid: string, change: SessionDelta): number | Promise<number> {
+    const store = this.store;
+    return store.commitNow !== undefined ? store.commitNow(sid, change) : store.commit(sid, change);
+  }
+
+  #record(
+    sid: string,
+    verifier: string,
+    texts: Map<string, string>,
+    session: SessionData,
+    idleExpiresAt: number,
+  ) {
+    const now = Date.now();
+    const attributes: Attributes = {};
+    for (const [key, text] of texts) attributes[key] = storedValue(session, key, text);
+    const record: SessionRecord = {
+      id: sid,
+      verifier,
+      version: 1,
+      createdAt: now,
+      rotatedAt: now,
+      expiresAt: now + MAX_LIFETIME_MS,
+      idleExpiresAt,
+      level: 0,
+      loginType: "unspecified",
+      attributes,
+    };
+    const user = userOf(texts);
+    if (user !== undefined) record.userId = user;
+    return record;
+  }
+
+  async #replace(sid: string, texts: Map<string, string>, session: SessionData, idleExpiresAt: number) {
+    const existing = await this.store.get(sid);
+    if (existing === undefined || existing.via !== undefined) {
+      // Written from outside a request: no client holds a token for it, so its verifier matches none.
+      const verifier = randomBytes(32).toString("base64url");
+      return this.store.insert(this.#record(sid, verifier, texts, session, idleExpiresAt));
+    }
+    const stored = new Map(Object.keys(existing.attributes).map((key) => [key, ""]));
+    return this.#commit(sid, delta(stored, texts, session, idleExpiresAt));
+  }
+}
+
+/**
+ * express-session's MemoryStore, as stowage/express-session exports it: a `StowageStore` over stowage's
+ * own MemoryStore (expiring on its own, bounded by `maxEntries`), for development and tests.
+ */
+export class MemoryStore extends StowageStore {
+  constructor(options: MemoryStoreOptions & StowageStoreOptions = {}) {
+    const { ttl, ...memory } = options;
+    super(new StowageMemoryStore(memory), ttl === undefined ? {} : { ttl });
+  }
+}
+
+/** The texts a session is stored as: its properties, and its cookie without an expiry the record keeps. */
+function storedTexts(session: SessionData): Map<string, string> {
+  const texts = textsOf(session);
+  const cookie = session.cookie as (Partial<CookieData> & { toJSON?: () => CookieData }) | undefined;
+  if (cookie !== undefined && cookie !== null) {
+    const data = { ...(typeof cookie.toJSON === "function" ? cookie.toJSON() : cookie) } as Record<
+      string,
+      unknown
+    >;
+    // A dated cookie's expiry is the record's idle expiry, moved by every save and touch without
+    // rewriting the cookie; only a browser-session cookie keeps `expires: null` here.
+    if (data.expires !== null) delete data.expires;
+    texts.set("cookie", JSON.stringify(data));
+  }
+  return texts;
+}
+
+/** The per-key change from `stored` to `texts`, with the new expiry and, when `passport` changed, the new user. */
+function delta(
+  stored: Map<string, string>,
+  texts: Map<string, string>,
+  session: SessionData,
+  idleExpiresAt: number,
+) {
+  const set: Attributes = {};
+  const unset: string[] = [];
+  for (const [key, text] of texts) if (stored.get(key) !== text) set[key] = storedValue(session, key, text);
+  for (const key of stored.keys()) if (!texts.has(key)) unset.push(key);
+  const meta: MetaPatch = { idleExpiresAt };
+  if (stored.get("passport") !== texts.get("passport")) meta.userId = userOf(texts) ?? null;
+  const change: SessionDelta = { meta };
+  if (unset.length > 0) change.unset = unset;
+  for (const _ in set) {
+    change.set = set;
+    break;
+  }
+  return change;
+}
+
+/** The stored value of one property: the value itself when JSON keeps it as it is, else its JSON read back. */
+function storedValue(session: SessionData, key: string, text: string): JsonValue {
+  if (key === "cookie") return JSON.parse(text) as JsonValue;
+  const value = session[key];
+  if (typeof value === "string" || typeof value === "boolean" || value === null) return value;
+  if (typeof value === "number" && Number.isFinite(value)) return value;
+  return JSON.parse(text) as JsonValue;
+}
+
+/** passport's signed-in user (`passport.user`), when it is a string or a number. */
+function userOf(texts: Map<string, string>): string | undefined {
+  const text = texts.get("passport");
+  if (text === undefined) return undefined;
+  const user = (JSON.parse(text) as { user?: unknown } | null)?.user;
+  return typeof user === "string" || typeof user === "number" ? String(user) : undefined;
+}
+
+function isEnded(error: unknown): boolean {
+  return isStowageError(error) && error.code === "SESSION_ENDED";
+}
+
+function noop(): void {}
