@@ -1,62 +1,74 @@
 // What a request knows about the sessions it holds a token for: the secret (to write the cookie), its
-// verifier (to insert the record) and the attribute texts as stored (the base of the next per-key delta).
+// verifier (to insert the record) and the properties as stored (the base of the next per-key delta).
 // Kept on the request under a symbol, so nothing of it is enumerable or reaches JSON.
+import type { Snapshot } from "./properties.js";
 
 /** The token of one session id a request may write a cookie for. */
 export interface Grant {
+  /** The session id. */
+  id: string;
   /** The secret half of the token (base64url), for the cookie only. */
   secret: string;
   /** SHA-256 of the secret, what the store keeps. */
   verifier: string;
-  /** Each stored property's JSON text as last read or written; undefined while not in the store yet. */
-  stored: Map<string, string> | undefined;
+  /** The properties (`cookie` included) as last read or written; undefined while not in the store yet. */
+  stored: Snapshot | undefined;
 }
 
 /** What StowageStore.get puts on the data it returns, under STORED. */
-export interface StoredTexts {
+export interface StoredSession {
   /** The record's verifier, to check the cookie's secret against. */
   verifier: string;
-  /** Each property's JSON text as stored (`cookie` included). */
-  texts: Map<string, string>;
+  /** The properties as stored (`cookie` included). */
+  snapshot: Snapshot;
 }
 
-/** The symbol under which StowageStore.get puts `StoredTexts` on the data it returns. */
+/** The symbol under which StowageStore.get puts `StoredSession` on the data it returns. */
 export const STORED = Symbol("stowage.stored");
 
-const GRANTS = Symbol("stowage.grants");
-
-interface Granting {
-  [GRANTS]?: Map<string, Grant>;
+/** A request's state, under one property: its grants (one, or two after a regenerate) and its save listener. */
+export interface RequestState {
+  /** The tokens this request holds. */
+  readonly grants: Grant[];
+  /** Told that `session` is being written by `save`, so the end of the response need not write it again. */
+  saving?(session: object): void;
 }
 
-/** The grants of one request (created on first use). */
-export function grantsOf(req: object): Map<string, Grant> {
-  const holder = req as Granting;
-  let grants = holder[GRANTS];
-  if (grants === undefined) {
-    grants = new Map();
-    holder[GRANTS] = grants;
+const STATE = Symbol("stowage.request");
+
+interface Holding {
+  [STATE]?: RequestState;
+}
+
+/** Gives a request its state (the middleware's per-request cycle). */
+export function holdState(req: object, state: RequestState): void {
+  (req as Holding)[STATE] = state;
+}
+
+/** The request's state, if the middleware gave it one. */
+export function stateOf(req: object | undefined): RequestState | undefined {
+  return req === undefined ? undefined : (req as Holding)[STATE];
+}
+
+/** Adds a grant to a request (giving it a bare state when the middleware did not). */
+export function addGrant(req: object, grant: Grant): void {
+  let state = stateOf(req);
+  if (state === undefined) {
+    state = { grants: [] };
+    holdState(req, state);
   }
-  return grants;
+  state.grants.push(grant);
 }
 
 /** The grant a request holds for `sid`, if any. */
 export function grantOf(req: object | undefined, sid: string): Grant | undefined {
-  return req === undefined ? undefined : (req as Granting)[GRANTS]?.get(sid);
+  const grants = stateOf(req)?.grants;
+  if (grants === undefined) return undefined;
+  for (let i = grants.length - 1; i >= 0; i--) if (grants[i]!.id === sid) return grants[i];
+  return undefined;
 }
 
-/** Each own enumerable property's JSON text, as JSON.stringify would write it (undefined values left out). */
-export function textsOf(data: object): Map<string, string> {
-  const texts = new Map<string, string>();
-  for (const key of Object.keys(data)) {
-    const text = JSON.stringify((data as Record<string, unknown>)[key]);
-    if (text !== undefined) texts.set(key, text);
-  }
-  return texts;
+/** The snapshot StowageStore.get put on `data`, if it did. */
+export function storedOf(data: object): StoredSession | undefined {
+  return (data as { [STORED]?: StoredSession })[STORED];
 }
-
-/** Told when a session is being written by `save`, so the middleware does not write it again at the end. */
-export type SaveHook = (session: object) => void;
-
-/** Each request's save hook, set by the middleware. */
-export const cycles = new WeakMap<object, SaveHook>();

@@ -2,12 +2,22 @@ import { randomBytes } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
 import type { SessionStore } from "../core/store.js";
-import { equalText, issueToken, SECRET_LENGTH, verifierOf } from "../core/tokens.js";
+import {
+  type CheckedToken,
+  equalText,
+  issueToken,
+  matchesVerifier,
+  SECRET_LENGTH,
+  TOKEN_LENGTH,
+  TokenMemo,
+  verifierOf,
+} from "../core/tokens.js";
 import { readCookie } from "../http/carriage.js";
 import { appendSetCookie } from "../http/node.js";
 import { type SigningSecret, sign, unsign } from "../http/signature.js";
 import { Cookie, type CookieOptions } from "./cookie.js";
-import { cycles, grantOf, grantsOf, STORED, type StoredTexts } from "./grants.js";
+import { addGrant, type Grant, grantOf, holdState, type RequestState, storedOf } from "./grants.js";
+import { diff, differs, type Snapshot, snapshotOf } from "./properties.js";
 import type { SessionData, Store } from "./session.js";
 import { Session, type SessionIncomingMessage } from "./session.js";
 import { MemoryStore, StowageStore } from "./stowage-store.js";
@@ -66,208 +76,328 @@ type Response = ServerResponse & { _implicitHeader(): void };
  * app.use(session({ store: new RedisStore({ url }), resave: false, saveUninitialized: false }));
  */
 export function session(options: SessionOptions = {}): SessionMiddleware {
-  const cookieOptions = options.cookie ?? {};
-  const customId = options.genid;
-  if (customId !== undefined && typeof customId !== "function")
-    throw new TypeError("genid option must be a function");
-  const name = options.name ?? (options as { key?: string }).key ?? "connect.sid";
-  const store = storeOf(options.store);
-  const hashed = store instanceof StowageStore;
-  const trustProxy = options.proxy;
-  const resave = options.resave ?? true;
-  const rolling = Boolean(options.rolling);
-  const saveUninitialized = options.saveUninitialized ?? true;
-  if (options.unset !== undefined && options.unset !== "destroy" && options.unset !== "keep") {
-    throw new TypeError('unset option must be "destroy" or "keep"');
-  }
-  const unsetDestroy = options.unset === "destroy";
-  const secret = options.secret;
-  if (Array.isArray(secret) && secret.length === 0) {
-    throw new TypeError("secret option array must contain one or more strings");
-  }
-  const configured =
-    secret === undefined || secret === "" ? undefined : Array.isArray(secret) ? secret : [secret];
-
-  store.generate = (req) => {
-    let id: string;
-    if (hashed) {
-      const issued = issueToken();
-      id = customId === undefined ? issued.id : customId(req);
-      grantsOf(req).set(id, {
-        secret: tokenSecret(issued.token),
-        verifier: issued.verifier,
-        stored: undefined,
-      });
-    } else {
-      id = customId === undefined ? randomBytes(24).toString("base64url") : customId(req);
-    }
-    req.sessionID = id;
-    const session = new Session(req);
-    const resolved = typeof cookieOptions === "function" ? cookieOptions(req) : cookieOptions;
-    session.cookie = new Cookie(resolved);
-    const secure = isSecure(req, trustProxy);
-    if (resolved.secure === "auto") session.cookie.secure = secure;
-    if (resolved.sameSite === "auto") session.cookie.sameSite = secure ? "none" : "lax";
-    req.session = session;
-  };
-
-  let ready = true;
+  const config = configure(options);
+  const { store } = config;
+  store.generate = (req) => generate(config, req);
   store.on("disconnect", () => {
-    ready = false;
+    config.ready = false;
   });
   store.on("connect", () => {
-    ready = true;
+    config.ready = true;
   });
 
   return function stowageSession(request, res, next) {
     const req = request as Request;
-    if (req.session) return next();
-    if (!ready) return next();
-    const resolved = typeof cookieOptions === "function" ? cookieOptions(req) : cookieOptions;
-    if (!pathnameOf(req).startsWith(resolved.path ?? "/")) return next();
-    const secrets = configured ?? (req.secret ? [req.secret] : undefined);
-    if (secrets === undefined && !hashed) return next(new Error("secret option required for sessions"));
-
-    let originalId: string | undefined;
-    let originalPrint: string | undefined;
-    let savedPrint: string | undefined;
-    let touched = false;
+    if (req.session || !config.ready) return next();
+    const path = config.cookieOf(req).path;
+    if (path !== undefined && path !== "/" && !pathnameOf(req).startsWith(path)) return next();
+    const secrets = config.secrets ?? (req.secret ? [req.secret] : undefined);
+    if (secrets === undefined && !config.hashed)
+      return next(new Error("secret option required for sessions"));
     req.sessionStore = store;
-    const presented = hashed ? readToken(req, name) : readSigned(req, name, secrets ?? []);
-    const cookieId = presented?.id;
-    req.sessionID = cookieId;
-
-    const isModified = (session: Session) =>
-      originalId !== session.id || originalPrint !== fingerprint(session);
-    const isSaved = (session: Session) => originalId === session.id && savedPrint === fingerprint(session);
-    const shouldSave = (session: Session) => {
-      if (typeof req.sessionID !== "string") return false;
-      return !saveUninitialized && savedPrint === undefined && cookieId !== req.sessionID
-        ? isModified(session)
-        : !isSaved(session);
-    };
-    const shouldTouch = (session: Session) =>
-      typeof req.sessionID === "string" && cookieId === req.sessionID && !shouldSave(session);
-    const shouldSetCookie = (session: Session) => {
-      if (typeof req.sessionID !== "string") return false;
-      return cookieId !== req.sessionID
-        ? saveUninitialized || isModified(session)
-        : rolling || (session.cookie.expires != null && isModified(session));
-    };
-
-    cycles.set(req, (session) => {
-      savedPrint = fingerprint(session as Session);
-    });
-
-    beforeHeaders(res, () => {
-      const session = req.session;
-      if (!session || !shouldSetCookie(session)) return;
-      if (session.cookie.secure && !isSecure(req, trustProxy)) return;
-      if (!touched) {
-        session.touch();
-        touched = true;
-      }
-      const sid = req.sessionID as string;
-      let value: string;
-      if (hashed) {
-        const grant = grantOf(req, sid);
-        if (grant === undefined) return;
-        value = `s:${sid}.${grant.secret}`;
-      } else {
-        value = `s:${sign(sid, (secrets as SigningSecret[])[0]!)}`;
-      }
-      try {
-        appendSetCookie(res, Cookie.prototype.serialize.call(session.cookie, name, value));
-      } catch (error) {
-        setImmediate(next, error);
-      }
-    });
-
-    const realEnd = res.end as (...args: unknown[]) => ServerResponse;
-    const realWrite = res.write as (...args: unknown[]) => boolean;
-    let ended = false;
-    res.end = function end(this: ServerResponse, ...args: unknown[]) {
-      if (ended) return false as unknown as ServerResponse;
-      ended = true;
-      let [chunk, encoding] = args as [unknown, BufferEncoding | undefined];
-      if (typeof chunk === "function") chunk = undefined;
-      if (typeof encoding === "function") encoding = undefined;
-      // After the store answers: the rest of the body (all of it when the store answered at once).
-      let sync = true;
-      let result: unknown;
-      const finish = (error?: unknown) => {
-        if (error) setImmediate(next, error);
-        if (sync) {
-          result = realEnd.call(res, chunk, encoding);
-          sync = false;
-        } else {
-          realEnd.call(res);
-        }
-      };
-      const session = req.session;
-      if (req.sessionID && unsetDestroy && session == null) {
-        store.destroy(req.sessionID, finish);
-      } else if (!session) {
-        return realEnd.call(res, chunk, encoding);
-      } else {
-        if (!touched) {
-          session.touch();
-          touched = true;
-        }
-        if (shouldSave(session)) session.save(finish);
-        else if (typeof store.touch === "function" && shouldTouch(session))
-          store.touch(req.sessionID as string, session as SessionData, finish);
-        else return realEnd.call(res, chunk, encoding);
-      }
-      if (!sync) return result as ServerResponse;
-      // While the store works, the headers and all of the body but its last byte go out, so a slow store
-      // delays only the end of the response.
-      if (!res.headersSent) (res as Response)._implicitHeader();
-      if (chunk === null || chunk === undefined) return true as unknown as ServerResponse;
-      const length = Number(res.getHeader("content-length"));
-      if (!Number.isNaN(length) && length > 0) {
-        const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string, encoding);
-        encoding = undefined;
-        if (bytes.length !== 0) {
-          // The last byte is held for the end, so the response cannot complete before the store answers.
-          chunk = bytes.subarray(bytes.length - 1);
-          return realWrite.call(res, bytes.subarray(0, bytes.length - 1)) as unknown as ServerResponse;
-        }
-        chunk = bytes;
-      }
-      const wrote = realWrite.call(res, chunk, encoding);
-      sync = false;
-      return wrote as unknown as ServerResponse;
-    } as ServerResponse["end"];
-
-    const generate = () => {
-      store.generate?.(req);
-      originalId = req.sessionID;
-      originalPrint = fingerprint(req.session as Session);
-    };
-
-    if (cookieId === undefined) {
-      generate();
+    const presented = config.hashed ? readToken(config, req) : readSigned(req, config.name, secrets ?? []);
+    const cycle = new Cycle(config, req, res as HookedResponse, next, presented?.id, secrets ?? []);
+    req.sessionID = presented?.id;
+    const hooked = res as HookedResponse;
+    hooked[CYCLE] = cycle;
+    res.writeHead = hookedWriteHead as ServerResponse["writeHead"];
+    res.end = hookedEnd as ServerResponse["end"];
+    holdState(req, cycle);
+    if (presented === undefined) {
+      cycle.generate();
       return next();
     }
-    store.get(cookieId, (error, data) => {
-      if (error && (error as { code?: unknown }).code !== "ENOENT") return next(error);
-      try {
-        const verified = !error && data && (!hashed || admit(req, cookieId, presented?.secret, data));
-        if (!verified) {
-          generate();
-        } else {
-          store.createSession(req, data);
-          originalId = req.sessionID;
-          originalPrint = fingerprint(req.session as Session);
-          if (!resave) savedPrint = originalPrint;
-        }
-      } catch (failure) {
-        return next(failure);
-      }
-      next();
-    });
+    store.get(presented.id, (error, data) => cycle.loaded(presented, error, data));
   };
+}
+
+/** The middleware's settings, checked once. */
+interface Config {
+  readonly store: Store;
+  /** True on a stowage store: hashed `s:id.secret` cookies instead of signed sids. */
+  readonly hashed: boolean;
+  readonly name: string;
+  readonly cookieOf: (req: SessionIncomingMessage) => CookieOptions;
+  readonly customId: ((req: SessionIncomingMessage) => string) | undefined;
+  readonly trustProxy: boolean | undefined;
+  readonly resave: boolean;
+  readonly rolling: boolean;
+  readonly saveUninitialized: boolean;
+  readonly unsetDestroy: boolean;
+  readonly secrets: SigningSecret[] | undefined;
+  readonly memo: TokenMemo;
+  ready: boolean;
+}
+
+function configure(options: SessionOptions): Config {
+  const cookie = options.cookie ?? {};
+  const customId = options.genid;
+  if (customId !== undefined && typeof customId !== "function") {
+    throw new TypeError("genid option must be a function");
+  }
+  if (options.unset !== undefined && options.unset !== "destroy" && options.unset !== "keep") {
+    throw new TypeError('unset option must be "destroy" or "keep"');
+  }
+  const secret = options.secret;
+  if (Array.isArray(secret) && secret.length === 0) {
+    throw new TypeError("secret option array must contain one or more strings");
+  }
+  const store = storeOf(options.store);
+  return {
+    store,
+    hashed: store instanceof StowageStore,
+    name: options.name ?? (options as { key?: string }).key ?? "connect.sid",
+    cookieOf: typeof cookie === "function" ? cookie : () => cookie,
+    customId,
+    trustProxy: options.proxy,
+    resave: options.resave ?? true,
+    rolling: Boolean(options.rolling),
+    saveUninitialized: options.saveUninitialized ?? true,
+    unsetDestroy: options.unset === "destroy",
+    secrets: secret === undefined || secret === "" ? undefined : Array.isArray(secret) ? secret : [secret],
+    memo: new TokenMemo(),
+    ready: true,
+  };
+}
+
+/** Puts a new session on the request (`store.generate`): a new id and, on a stowage store, a new secret. */
+function generate(config: Config, req: SessionIncomingMessage): void {
+  let id: string;
+  if (config.hashed) {
+    const issued = issueToken();
+    id = config.customId === undefined ? issued.id : config.customId(req);
+    addGrant(req, {
+      id,
+      secret: tokenSecret(issued.token),
+      verifier: issued.verifier,
+      stored: undefined,
+    });
+  } else {
+    id = config.customId === undefined ? randomBytes(24).toString("base64url") : config.customId(req);
+  }
+  req.sessionID = id;
+  const session = new Session(req);
+  const resolved = config.cookieOf(req);
+  session.cookie = new Cookie(resolved);
+  const secure = isSecure(req as Request, config.trustProxy);
+  if (resolved.secure === "auto") session.cookie.secure = secure;
+  if (resolved.sameSite === "auto") session.cookie.sameSite = secure ? "none" : "lax";
+  req.session = session;
+}
+
+const CYCLE = Symbol("stowage.express-session");
+
+type HookedResponse = ServerResponse & { [CYCLE]: Cycle; _implicitHeader(): void };
+
+/** A presented cookie: the session id and, on a stowage store, the token checked against the record. */
+interface Presented {
+  id: string;
+  token?: CheckedToken | undefined;
+  secret?: string | undefined;
+}
+
+/**
+ * One request's session, from the cookie to the end of the response: whether it changed, whether it was
+ * saved, and what to write as the response ends (express-session's rules, option by option).
+ */
+class Cycle implements RequestState {
+  readonly grants: Grant[] = [];
+  originalId: string | undefined;
+  original: Snapshot | undefined;
+  saved: Snapshot | undefined;
+  touched = false;
+  headersDone = false;
+  ended = false;
+  readonly realEnd: (...args: unknown[]) => ServerResponse;
+  readonly realWrite: (...args: unknown[]) => boolean;
+  readonly realWriteHead: (...args: unknown[]) => ServerResponse;
+
+  constructor(
+    readonly config: Config,
+    readonly req: Request,
+    readonly res: HookedResponse,
+    readonly next: (error?: unknown) => void,
+    readonly cookieId: string | undefined,
+    readonly secrets: readonly SigningSecret[],
+  ) {
+    this.realEnd = res.end as (...args: unknown[]) => ServerResponse;
+    this.realWrite = res.write as (...args: unknown[]) => boolean;
+    this.realWriteHead = res.writeHead as (...args: unknown[]) => ServerResponse;
+  }
+
+  generate(): void {
+    this.config.store.generate?.(this.req);
+    this.originalId = this.req.sessionID;
+    this.original = snapshotOf(this.req.session as Session, "cookie");
+  }
+
+  /** The store's answer for the presented cookie: the session, or a new one when it names none. */
+  loaded(presented: Presented, error: unknown, data: SessionData | null | undefined): void {
+    if (error && (error as { code?: unknown }).code !== "ENOENT") return this.next(error);
+    try {
+      if (error || !data || (this.config.hashed && !admit(this.req, presented, data))) {
+        this.generate();
+      } else {
+        this.config.store.createSession(this.req, data);
+        this.originalId = this.req.sessionID;
+        this.original = storedOf(data)?.snapshot ?? snapshotOf(this.req.session as Session, "cookie");
+        if (!this.config.resave) this.saved = this.original;
+      }
+    } catch (failure) {
+      return this.next(failure);
+    }
+    this.next();
+  }
+
+  saving(session: object): void {
+    this.saved = diff(session, this.saved ?? this.original ?? new Map(), "cookie").now;
+  }
+
+  isModified(session: Session): boolean {
+    return this.originalId !== session.id || differs(session, this.original, "cookie");
+  }
+
+  isSaved(session: Session): boolean {
+    return (
+      this.originalId === session.id && this.saved !== undefined && !differs(session, this.saved, "cookie")
+    );
+  }
+
+  shouldSave(session: Session): boolean {
+    if (typeof this.req.sessionID !== "string") return false;
+    return !this.config.saveUninitialized && this.saved === undefined && this.cookieId !== this.req.sessionID
+      ? this.isModified(session)
+      : !this.isSaved(session);
+  }
+
+  shouldTouch(session: Session): boolean {
+    return (
+      typeof this.req.sessionID === "string" &&
+      this.cookieId === this.req.sessionID &&
+      !this.shouldSave(session)
+    );
+  }
+
+  shouldSetCookie(session: Session): boolean {
+    if (typeof this.req.sessionID !== "string") return false;
+    return this.cookieId !== this.req.sessionID
+      ? this.config.saveUninitialized || this.isModified(session)
+      : this.config.rolling || (session.cookie.expires != null && this.isModified(session));
+  }
+
+  /** Just before the headers go out: the Set-Cookie, when express-session would send one. */
+  beforeHeaders(): void {
+    const { req, config } = this;
+    const session = req.session;
+    if (!session || !this.shouldSetCookie(session)) return;
+    if (session.cookie.secure && !isSecure(req, config.trustProxy)) return;
+    this.touch(session);
+    const sid = req.sessionID as string;
+    let value: string;
+    if (config.hashed) {
+      const grant = grantOf(req, sid);
+      if (grant === undefined) return;
+      value = `s:${sid}.${grant.secret}`;
+    } else {
+      value = `s:${sign(sid, this.secrets[0]!)}`;
+    }
+    try {
+      appendSetCookie(this.res, Cookie.prototype.serialize.call(session.cookie, config.name, value));
+    } catch (error) {
+      setImmediate(this.next, error);
+    }
+  }
+
+  touch(session: Session): void {
+    if (this.touched) return;
+    session.touch();
+    this.touched = true;
+  }
+
+  writeHead(args: unknown[]): ServerResponse {
+    const res = this.res;
+    if (this.headersDone) return this.realWriteHead.apply(res, args);
+    this.headersDone = true;
+    // Headers given to writeHead are set first, so the Set-Cookie adds to them instead of being
+    // overwritten by them.
+    const [statusCode, ...rest] = args as [number, ...unknown[]];
+    const message = typeof rest[0] === "string" ? (rest.shift() as string) : undefined;
+    const headers = rest[0];
+    res.statusCode = statusCode;
+    if (Array.isArray(headers)) {
+      for (let i = 0; i + 1 < headers.length; i += 2)
+        res.appendHeader(String(headers[i]), headers[i + 1] as string);
+    } else if (headers !== null && typeof headers === "object") {
+      for (const [key, value] of Object.entries(headers))
+        if (value !== undefined) res.setHeader(key, value as string);
+    }
+    this.beforeHeaders();
+    return message === undefined
+      ? this.realWriteHead.call(res, res.statusCode)
+      : this.realWriteHead.call(res, res.statusCode, message);
+  }
+
+  end(args: unknown[]): ServerResponse {
+    const res = this.res;
+    if (this.ended) return false as unknown as ServerResponse;
+    this.ended = true;
+    let [chunk, encoding] = args as [unknown, BufferEncoding | undefined];
+    if (typeof chunk === "function") chunk = undefined;
+    if (typeof encoding === "function") encoding = undefined;
+    const { req, config } = this;
+    // After the store answers: the rest of the body (all of it when the store answered at once).
+    let sync = true;
+    let result: unknown;
+    const finish = (error?: unknown) => {
+      if (error) setImmediate(this.next, error);
+      if (sync) {
+        result = this.realEnd.call(res, chunk, encoding);
+        sync = false;
+      } else {
+        this.realEnd.call(res);
+      }
+    };
+    const session = req.session;
+    if (req.sessionID && config.unsetDestroy && session == null) {
+      config.store.destroy(req.sessionID, finish);
+    } else if (!session) {
+      return this.realEnd.call(res, chunk, encoding);
+    } else {
+      this.touch(session);
+      if (this.shouldSave(session)) session.save(finish);
+      else if (typeof config.store.touch === "function" && this.shouldTouch(session)) {
+        config.store.touch(req.sessionID as string, session as SessionData, finish);
+      } else return this.realEnd.call(res, chunk, encoding);
+    }
+    if (!sync) return result as ServerResponse;
+    // While the store works, the headers and all of the body but its last byte go out, so a slow store
+    // delays only the end of the response.
+    if (!res.headersSent) res._implicitHeader();
+    if (chunk === null || chunk === undefined) return true as unknown as ServerResponse;
+    const length = Number(res.getHeader("content-length"));
+    if (!Number.isNaN(length) && length > 0) {
+      const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string, encoding);
+      encoding = undefined;
+      if (bytes.length !== 0) {
+        // The last byte is held for the end, so the response cannot complete before the store answers.
+        chunk = bytes.subarray(bytes.length - 1);
+        return this.realWrite.call(res, bytes.subarray(0, bytes.length - 1)) as unknown as ServerResponse;
+      }
+      chunk = bytes;
+    }
+    const wrote = this.realWrite.call(res, chunk, encoding);
+    sync = false;
+    return wrote as unknown as ServerResponse;
+  }
+}
+
+// Shared functions that find their request's cycle through CYCLE: no closures to build per request.
+function hookedEnd(this: HookedResponse, ...args: unknown[]): ServerResponse {
+  return this[CYCLE].end(args);
+}
+
+function hookedWriteHead(this: HookedResponse, ...args: unknown[]): ServerResponse {
+  return this[CYCLE].writeHead(args);
 }
 
 function storeOf(store: Store | SessionStore | undefined): Store {
@@ -295,18 +425,35 @@ function storeOf(store: Store | SessionStore | undefined): Store {
 }
 
 /** Checks the cookie's secret against the stored verifier (constant-time) and takes the grant. */
-function admit(req: Request, sid: string, secret: string | undefined, data: SessionData): boolean {
-  const stored = (data as { [STORED]?: StoredTexts })[STORED];
-  if (secret === undefined || stored === undefined || !equalText(verifierOf(secret), stored.verifier))
-    return false;
-  grantsOf(req).set(sid, { secret, verifier: stored.verifier, stored: stored.texts });
+function admit(req: Request, presented: Presented, data: SessionData): boolean {
+  const stored = storedOf(data);
+  if (stored === undefined) return false;
+  const { token, secret } = presented;
+  const good =
+    token !== undefined
+      ? matchesVerifier(token, stored.verifier)
+      : secret !== undefined && equalText(verifierOf(secret), stored.verifier);
+  if (!good) return false;
+  addGrant(req, {
+    id: presented.id,
+    secret: token?.secret ?? (secret as string),
+    verifier: stored.verifier,
+    stored: stored.snapshot,
+  });
   return true;
 }
 
-/** The id and secret of a stowage cookie (`s:id.secret`); anything else is none. */
-function readToken(req: Request, name: string): { id: string; secret: string } | undefined {
-  const value = readCookie(req.headers.cookie, name) ?? req.cookies?.[name];
+/**
+ * The id and secret of a stowage cookie (`s:id.secret`); anything else is none. A cookie with a stowage id
+ * goes through the token memo, so a keep-alive connection that sends it again is not hashed again.
+ */
+function readToken(config: Config, req: Request): Presented | undefined {
+  const value = readCookie(req.headers.cookie, config.name) ?? req.cookies?.[config.name];
   if (typeof value !== "string" || !value.startsWith("s:")) return undefined;
+  if (value.length === TOKEN_LENGTH + 2) {
+    const token = config.memo.check(value.slice(2), req.socket);
+    if (token !== null) return { id: token.id, token };
+  }
   const dot = value.lastIndexOf(".");
   const secret = value.slice(dot + 1);
   if (dot <= 2 || secret.length !== SECRET_LENGTH || !/^[A-Za-z0-9_-]+$/.test(secret)) return undefined;
@@ -337,13 +484,6 @@ function tokenSecret(token: string): string {
   return token.slice(token.indexOf(".") + 1);
 }
 
-/** The session's properties as one JSON text, its cookie left out: what "modified" and "saved" compare. */
-function fingerprint(session: Session): string {
-  return JSON.stringify(session, function (this: unknown, key, value) {
-    return this === session && key === "cookie" ? undefined : value;
-  });
-}
-
 function isSecure(req: Request, trustProxy: boolean | undefined): boolean {
   if ((req.socket as TLSSocket | undefined)?.encrypted) return true;
   if (trustProxy === false) return false;
@@ -365,34 +505,4 @@ function pathnameOf(req: Request): string {
   } catch {
     return "/";
   }
-}
-
-/**
- * Runs `listener` once, just before the response's headers are written (an explicit writeHead, or the
- * implicit one of the first write or end). Headers given to writeHead are set first, so the listener
- * adds to them instead of being overwritten by them.
- */
-function beforeHeaders(res: ServerResponse, listener: () => void): void {
-  const realWriteHead = res.writeHead as (...args: unknown[]) => ServerResponse;
-  let fired = false;
-  res.writeHead = function writeHead(this: ServerResponse, statusCode: number, ...rest: unknown[]) {
-    if (!fired) {
-      fired = true;
-      const message = typeof rest[0] === "string" ? (rest.shift() as string) : undefined;
-      const headers = rest[0];
-      res.statusCode = statusCode;
-      if (Array.isArray(headers)) {
-        for (let i = 0; i + 1 < headers.length; i += 2)
-          res.appendHeader(String(headers[i]), headers[i + 1] as string);
-      } else if (headers !== null && typeof headers === "object") {
-        for (const [key, value] of Object.entries(headers))
-          if (value !== undefined) res.setHeader(key, value as string);
-      }
-      listener();
-      return message === undefined
-        ? realWriteHead.call(res, res.statusCode)
-        : realWriteHead.call(res, res.statusCode, message);
-    }
-    return realWriteHead.call(res, statusCode, ...rest);
-  } as ServerResponse["writeHead"];
 }

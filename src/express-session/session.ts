@@ -1,7 +1,8 @@
 import { EventEmitter } from "node:events";
 import type { IncomingMessage } from "node:http";
 import { Cookie, type CookieData } from "./cookie.js";
-import { cycles, grantOf, STORED, type StoredTexts } from "./grants.js";
+import { grantOf, stateOf, storedOf } from "./grants.js";
+import { copyProperty } from "./properties.js";
 
 /** Completion callback of the session methods. */
 export type SessionCallback = (error?: unknown) => void;
@@ -37,7 +38,7 @@ export class Session {
     Object.defineProperty(this, "id", { value: req.sessionID });
     if (typeof data === "object" && data !== null) {
       for (const key of Object.keys(data)) {
-        if (!(key in this)) this[key] = (data as Record<string, unknown>)[key];
+        if (!(key in this)) copyProperty(this, data, key);
       }
     }
   }
@@ -55,7 +56,7 @@ export class Session {
 
   /** Writes the session to the store now (the middleware does it at the end of the response on its own). */
   save(callback?: SessionCallback): this {
-    cycles.get(this.req)?.(this);
+    stateOf(this.req)?.saving?.(this);
     this.#store().set(this.id, this, callback ?? noop);
     return this;
   }
@@ -68,8 +69,8 @@ export class Session {
       if (error) return callback(error);
       if (!data) return callback(new Error("failed to load session"));
       const grant = grantOf(req, this.id);
-      const stored = (data as { [STORED]?: StoredTexts })[STORED];
-      if (grant !== undefined && stored !== undefined) grant.stored = stored.texts;
+      const stored = storedOf(data);
+      if (grant !== undefined && stored !== undefined) grant.stored = stored.snapshot;
       store.createSession(req, data);
       callback();
     });

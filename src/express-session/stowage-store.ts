@@ -12,7 +12,8 @@ import { MAX_LIFETIME_MS } from "../core/session.js";
 import type { PeekedRecord, SessionDelta, SessionStore } from "../core/store.js";
 import { type MemoryStoreOptions, MemoryStore as StowageMemoryStore } from "../stores/memory/index.js";
 import type { CookieData } from "./cookie.js";
-import { grantOf, STORED, type StoredTexts, textsOf } from "./grants.js";
+import { grantOf, STORED, type StoredSession } from "./grants.js";
+import { defineStored, diff, type Snapshot, Stored } from "./properties.js";
 import type { SessionCallback } from "./session.js";
 import { type GetCallback, type SessionData, Store } from "./session.js";
 
@@ -69,23 +70,35 @@ export class StowageStore extends Store {
    */
   override set(sid: string, session: SessionData, callback: SessionCallback = noop): void {
     let write: number | Promise<unknown>;
-    let texts: Map<string, string>;
+    let now: Snapshot;
     const grant = grantOf((session as { req?: object }).req, sid);
     try {
-      texts = storedTexts(session);
       const idleExpiresAt = this.#expiry(session.cookie);
-      if (grant?.stored !== undefined)
-        write = this.#commit(sid, delta(grant.stored, texts, session, idleExpiresAt));
-      else if (grant !== undefined)
-        write = this.store.insert(this.#record(sid, grant.verifier, texts, session, idleExpiresAt));
-      else write = this.#replace(sid, texts, session, idleExpiresAt);
+      const changes = diff(session, grant?.stored ?? new Map(), "cookie");
+      now = changes.now;
+      const cookie = cookieStored(session);
+      if (cookie !== undefined) {
+        const before = grant?.stored?.get("cookie");
+        if (before !== undefined && before.text === cookie.text) now.set("cookie", before);
+        else {
+          now.set("cookie", cookie);
+          changes.set.set("cookie", cookie);
+        }
+      }
+      if (grant?.stored !== undefined) {
+        write = this.#commit(sid, delta(changes.set, changes.unset, idleExpiresAt));
+      } else if (grant !== undefined) {
+        write = this.store.insert(this.#record(sid, grant.verifier, now, idleExpiresAt));
+      } else {
+        write = this.#replace(sid, now, idleExpiresAt);
+      }
     } catch (error) {
       if (isEnded(error)) callback();
       else callback(error);
       return;
     }
     const done = () => {
-      if (grant !== undefined) grant.stored = texts;
+      if (grant !== undefined) grant.stored = now;
       callback();
     };
     if (typeof write === "number") {
@@ -172,30 +185,27 @@ export class StowageStore extends Store {
 
   #data(record: PeekedRecord | undefined): SessionData | undefined {
     if (record === undefined || record.via !== undefined || expiryOf(record) <= Date.now()) return undefined;
-    const texts = new Map<string, string>();
+    const snapshot: Snapshot = new Map();
     const data: Record<string, unknown> = {};
     const encoded = record.encoded;
     if (encoded !== undefined) {
-      for (const key of Object.keys(encoded)) {
-        texts.set(key, encoded[key]!);
-        data[key] = JSON.parse(encoded[key]!);
-      }
+      for (const key of Object.keys(encoded)) snapshot.set(key, new Stored(undefined, encoded[key]));
     }
+    // Values may be the store's own, which it never changes in place: an object is parsed from its text
+    // into a copy only when the application reads it.
     const attributes = record.attributes;
-    for (const key of Object.keys(attributes)) {
-      const value = attributes[key]!;
-      const text = JSON.stringify(value);
-      texts.set(key, text);
-      // Values may be the store's own: the application gets copies it can change.
-      data[key] = typeof value === "object" && value !== null ? JSON.parse(text) : value;
+    for (const key of Object.keys(attributes)) snapshot.set(key, new Stored(attributes[key]));
+    for (const [key, stored] of snapshot) if (key !== "cookie") defineStored(data, key, stored);
+    const cookieText = snapshot.get("cookie")?.text;
+    if (cookieText !== undefined) {
+      const cookie = JSON.parse(cookieText) as Record<string, unknown> | null;
+      if (cookie !== null && typeof cookie === "object" && !("expires" in cookie)) {
+        cookie.expires = new Date(record.idleExpiresAt);
+      }
+      data.cookie = cookie;
     }
-    const cookie = data.cookie as Record<string, unknown> | undefined;
-    if (cookie !== undefined && typeof cookie === "object" && cookie !== null && !("expires" in cookie)) {
-      cookie.expires = new Date(record.idleExpiresAt).toISOString();
-    }
-    Object.defineProperty(data, STORED, {
-      value: { verifier: record.verifier, texts } satisfies StoredTexts,
-    });
+    const stored: StoredSession = { verifier: record.verifier, snapshot };
+    Object.defineProperty(data, STORED, { value: stored });
     return data as SessionData;
   }
 
@@ -213,42 +223,36 @@ export class StowageStore extends Store {
     return store.commitNow !== undefined ? store.commitNow(sid, change) : store.commit(sid, change);
   }
 
-  #record(
-    sid: string,
-    verifier: string,
-    texts: Map<string, string>,
-    session: SessionData,
-    idleExpiresAt: number,
-  ) {
-    const now = Date.now();
+  #record(sid: string, verifier: string, now: Snapshot, idleExpiresAt: number): SessionRecord {
+    const at = Date.now();
     const attributes: Attributes = {};
-    for (const [key, text] of texts) attributes[key] = storedValue(session, key, text);
+    for (const [key, stored] of now) attributes[key] = storedValue(stored);
     const record: SessionRecord = {
       id: sid,
       verifier,
       version: 1,
-      createdAt: now,
-      rotatedAt: now,
-      expiresAt: now + MAX_LIFETIME_MS,
+      createdAt: at,
+      rotatedAt: at,
+      expiresAt: at + MAX_LIFETIME_MS,
       idleExpiresAt,
       level: 0,
       loginType: "unspecified",
       attributes,
     };
-    const user = userOf(texts);
+    const user = userOf(now);
     if (user !== undefined) record.userId = user;
     return record;
   }
 
-  async #replace(sid: string, texts: Map<string, string>, session: SessionData, idleExpiresAt: number) {
+  async #replace(sid: string, now: Snapshot, idleExpiresAt: number) {
     const existing = await this.store.get(sid);
     if (existing === undefined || existing.via !== undefined) {
       // Written from outside a request: no client holds a token for it, so its verifier matches none.
       const verifier = randomBytes(32).toString("base64url");
-      return this.store.insert(this.#record(sid, verifier, texts, session, idleExpiresAt));
+      return this.store.insert(this.#record(sid, verifier, now, idleExpiresAt));
     }
-    const stored = new Map(Object.keys(existing.attributes).map((key) => [key, ""]));
-    return this.#commit(sid, delta(stored, texts, session, idleExpiresAt));
+    const unset = Object.keys(existing.attributes).filter((key) => !now.has(key));
+    return this.#commit(sid, delta(now, unset, idleExpiresAt, true));
   }
 }
 
@@ -263,59 +267,46 @@ export class MemoryStore extends StowageStore {
   }
 }
 
-/** The texts a session is stored as: its properties, and its cookie without an expiry the record keeps. */
-function storedTexts(session: SessionData): Map<string, string> {
-  const texts = textsOf(session);
+/** The session's cookie as stored: its settings, without an expiry the record keeps. */
+function cookieStored(session: SessionData): Stored | undefined {
   const cookie = session.cookie as (Partial<CookieData> & { toJSON?: () => CookieData }) | undefined;
-  if (cookie !== undefined && cookie !== null) {
-    const data = { ...(typeof cookie.toJSON === "function" ? cookie.toJSON() : cookie) } as Record<
-      string,
-      unknown
-    >;
-    // A dated cookie's expiry is the record's idle expiry, moved by every save and touch without
-    // rewriting the cookie; only a browser-session cookie keeps `expires: null` here.
-    if (data.expires !== null) delete data.expires;
-    texts.set("cookie", JSON.stringify(data));
-  }
-  return texts;
+  if (cookie === undefined || cookie === null) return undefined;
+  const data = { ...(typeof cookie.toJSON === "function" ? cookie.toJSON() : cookie) } as Record<
+    string,
+    unknown
+  >;
+  // A dated cookie's expiry is the record's idle expiry, moved by every save and touch without rewriting
+  // the cookie; only a browser-session cookie keeps `expires: null` here.
+  if (data.expires !== null) delete data.expires;
+  return new Stored(undefined, JSON.stringify(data));
 }
 
-/** The per-key change from `stored` to `texts`, with the new expiry and, when `passport` changed, the new user. */
-function delta(
-  stored: Map<string, string>,
-  texts: Map<string, string>,
-  session: SessionData,
-  idleExpiresAt: number,
-) {
-  const set: Attributes = {};
-  const unset: string[] = [];
-  for (const [key, text] of texts) if (stored.get(key) !== text) set[key] = storedValue(session, key, text);
-  for (const key of stored.keys()) if (!texts.has(key)) unset.push(key);
+/** A store delta: the properties to set and remove, the new expiry and, when `passport` changed, the new user. */
+function delta(set: Snapshot, unset: string[], idleExpiresAt: number, whole = false): SessionDelta {
   const meta: MetaPatch = { idleExpiresAt };
-  if (stored.get("passport") !== texts.get("passport")) meta.userId = userOf(texts) ?? null;
+  if (whole || set.has("passport") || unset.includes("passport")) meta.userId = userOf(set) ?? null;
   const change: SessionDelta = { meta };
-  if (unset.length > 0) change.unset = unset;
-  for (const _ in set) {
-    change.set = set;
-    break;
+  if (set.size > 0) {
+    const values: Attributes = {};
+    for (const [key, stored] of set) values[key] = storedValue(stored);
+    change.set = values;
   }
+  if (unset.length > 0) change.unset = unset;
   return change;
 }
 
-/** The stored value of one property: the value itself when JSON keeps it as it is, else its JSON read back. */
-function storedValue(session: SessionData, key: string, text: string): JsonValue {
-  if (key === "cookie") return JSON.parse(text) as JsonValue;
-  const value = session[key];
-  if (typeof value === "string" || typeof value === "boolean" || value === null) return value;
-  if (typeof value === "number" && Number.isFinite(value)) return value;
-  return JSON.parse(text) as JsonValue;
+/** The value to store for a property: a primitive as it is, an object read back from its JSON text. */
+function storedValue(stored: Stored): JsonValue {
+  const value = stored.value;
+  if (value !== undefined && (value === null || typeof value !== "object")) return value as JsonValue;
+  return JSON.parse(stored.text) as JsonValue;
 }
 
 /** passport's signed-in user (`passport.user`), when it is a string or a number. */
-function userOf(texts: Map<string, string>): string | undefined {
-  const text = texts.get("passport");
-  if (text === undefined) return undefined;
-  const user = (JSON.parse(text) as { user?: unknown } | null)?.user;
+function userOf(properties: Snapshot): string | undefined {
+  const passport = properties.get("passport");
+  if (passport === undefined) return undefined;
+  const user = (JSON.parse(passport.text) as { user?: unknown } | null)?.user;
   return typeof user === "string" || typeof user === "number" ? String(user) : undefined;
 }
 
