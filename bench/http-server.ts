@@ -16,6 +16,7 @@ import { createClient } from "redis";
 import type { Session } from "stowage";
 import { type Attributes, createSessions, MemoryStore, type Sessions } from "stowage";
 import { sessionMiddleware, sessionOf } from "stowage/express";
+import dropIn from "stowage/express-session";
 import { sessionOf as fastifySessionOf, sessionPlugin } from "stowage/fastify";
 import { sessionMiddleware as stowageHono } from "stowage/hono";
 import { withSessions } from "stowage/http";
@@ -31,6 +32,8 @@ const SCENARIOS = [
   "express-stowage",
   "express-session-redis",
   "express-stowage-redis",
+  "express-dropin",
+  "express-dropin-redis",
   "fastify-session",
   "fastify-stowage",
   "hono-sessions",
@@ -114,9 +117,9 @@ function expressStowage(sessions: Sessions): express.Express {
   return app;
 }
 
-function expressWithSession(store: session.Store): express.Express {
+function expressWithSession(store: session.Store, factory = session as unknown as typeof dropIn): express.Express {
   const app = express();
-  app.use(session({ secret: SECRET, resave: false, saveUninitialized: false, store }));
+  app.use(factory({ secret: SECRET, resave: false, saveUninitialized: false, store: store as never }));
   app.get(/.*/, (req: Request, res: Response) => {
     res.send(expressSessionRoute(req.url, req.session as unknown as Attributes));
   });
@@ -237,6 +240,20 @@ async function start(scenario: Scenario, prefix: string): Promise<Started> {
         .use(stowageHono(sessions))
         .get("*", async (c) => c.text(await stowageRoute(c.req.path, await c.get("session"))));
       return { server: createServer(getRequestListener(app.fetch)), cleanup: () => sessions.close() };
+    }
+    case "express-dropin": {
+      const store = new MemoryStore();
+      return { server: createServer(expressWithSession(store as never, dropIn)), cleanup: () => store.close() };
+    }
+    case "express-dropin-redis": {
+      const store = new RedisStore({ url: REDIS_URL, prefix });
+      return {
+        server: createServer(expressWithSession(store as never, dropIn)),
+        cleanup: async () => {
+          await dropRedisPrefix(prefix);
+          await store.close();
+        },
+      };
     }
     case "express-stowage-redis": {
       const sessions = createSessions({ store: new RedisStore({ url: REDIS_URL, prefix }) });

@@ -231,6 +231,8 @@ export async function run(): Promise<GroupReport> {
   const node = await pairs("node-plain", "node-stowage", `${tag}-n`);
   const memory = await pairs("express-session", "express-stowage", `${tag}-m`);
   const redis = await pairs("express-session-redis", "express-stowage-redis", `${tag}-r`);
+  const dropIn = await pairs("express-session", "express-dropin", `${tag}-d`);
+  const dropInRedis = await pairs("express-session-redis", "express-dropin-redis", `${tag}-e`);
   const fastify = await pairs("fastify-session", "fastify-stowage", `${tag}-f`);
   const hono = await pairs("hono-sessions", "hono-stowage", `${tag}-h`);
   const creation = await pairs("express-session", "express-stowage", `${tag}-c`, true);
@@ -257,6 +259,20 @@ export async function run(): Promise<GroupReport> {
         metric: "express + stowage (RedisStore) vs express-session + connect-redis",
         cpu: "express server CPU per request (Redis)",
         ours: ["sessionMiddleware", "stowage"],
+        peer: ["express-session + connect-redis", "express-session + connect-redis"],
+        goal: 1.3,
+      }),
+      ...pairRows(dropIn, {
+        metric: "express + stowage/express-session vs express + express-session (MemoryStore), the same route on req.session",
+        cpu: "express server CPU per request, drop-in (MemoryStore)",
+        ours: ["stowage/express-session", "stowage/express-session"],
+        peer: ["express-session", "express-session"],
+        goal: 1.3,
+      }),
+      ...pairRows(dropInRedis, {
+        metric: "express + stowage/express-session (RedisStore) vs express-session + connect-redis",
+        cpu: "express server CPU per request, drop-in (Redis)",
+        ours: ["stowage/express-session", "stowage/express-session"],
         peer: ["express-session + connect-redis", "express-session + connect-redis"],
         goal: 1.3,
       }),

@@ -209,7 +209,6 @@ class Cycle implements RequestState {
   headersDone = false;
   ended = false;
   readonly realEnd: (...args: unknown[]) => ServerResponse;
-  readonly realWrite: (...args: unknown[]) => boolean;
   readonly realWriteHead: (...args: unknown[]) => ServerResponse;
 
   constructor(
@@ -221,7 +220,6 @@ class Cycle implements RequestState {
     readonly secrets: readonly SigningSecret[],
   ) {
     this.realEnd = res.end as (...args: unknown[]) => ServerResponse;
-    this.realWrite = res.write as (...args: unknown[]) => boolean;
     this.realWriteHead = res.writeHead as (...args: unknown[]) => ServerResponse;
   }
 
@@ -341,53 +339,31 @@ class Cycle implements RequestState {
     const res = this.res;
     if (this.ended) return false as unknown as ServerResponse;
     this.ended = true;
-    let [chunk, encoding] = args as [unknown, BufferEncoding | undefined];
-    if (typeof chunk === "function") chunk = undefined;
-    if (typeof encoding === "function") encoding = undefined;
     const { req, config } = this;
-    // After the store answers: the rest of the body (all of it when the store answered at once).
-    let sync = true;
-    let result: unknown;
+    // The response ends once the store has answered: at once when it answered synchronously.
+    let result: ServerResponse | undefined;
     const finish = (error?: unknown) => {
       if (error) setImmediate(this.next, error);
-      if (sync) {
-        result = this.realEnd.call(res, chunk, encoding);
-        sync = false;
-      } else {
-        this.realEnd.call(res);
-      }
+      result = this.realEnd.apply(res, args);
     };
     const session = req.session;
     if (req.sessionID && config.unsetDestroy && session == null) {
       config.store.destroy(req.sessionID, finish);
     } else if (!session) {
-      return this.realEnd.call(res, chunk, encoding);
+      return this.realEnd.apply(res, args);
     } else {
       this.touch(session);
       if (this.shouldSave(session)) session.save(finish);
       else if (typeof config.store.touch === "function" && this.shouldTouch(session)) {
         config.store.touch(req.sessionID as string, session as SessionData, finish);
-      } else return this.realEnd.call(res, chunk, encoding);
+      } else return this.realEnd.apply(res, args);
     }
-    if (!sync) return result as ServerResponse;
-    // While the store works, the headers and all of the body but its last byte go out, so a slow store
-    // delays only the end of the response.
+    if (result !== undefined) return result;
+    // The store answers later: the headers are fixed now (as a sent response's are: setting one throws),
+    // and the whole response goes out in one write once the store has answered, so the client never sees
+    // it end before its session is stored.
     if (!res.headersSent) res._implicitHeader();
-    if (chunk === null || chunk === undefined) return true as unknown as ServerResponse;
-    const length = Number(res.getHeader("content-length"));
-    if (!Number.isNaN(length) && length > 0) {
-      const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string, encoding);
-      encoding = undefined;
-      if (bytes.length !== 0) {
-        // The last byte is held for the end, so the response cannot complete before the store answers.
-        chunk = bytes.subarray(bytes.length - 1);
-        return this.realWrite.call(res, bytes.subarray(0, bytes.length - 1)) as unknown as ServerResponse;
-      }
-      chunk = bytes;
-    }
-    const wrote = this.realWrite.call(res, chunk, encoding);
-    sync = false;
-    return wrote as unknown as ServerResponse;
+    return res;
   }
 }
 
