@@ -144,11 +144,31 @@ export function diff(session: object, base: Snapshot, skip?: string): Changes {
   return { set, unset, now };
 }
 
-/** True when `diff` would find any change. */
+/** True when `diff` would find any change; stops at the first, and builds nothing. */
 export function differs(session: object, base: Snapshot | undefined, skip?: string): boolean {
   if (base === undefined) return true;
-  const changes = diff(session, base, skip);
-  return changes.set.size > 0 || changes.unset.length > 0;
+  let seen = 0;
+  for (const key of Object.keys(session)) {
+    if (key === skip) continue;
+    const before = base.get(key);
+    const lazy = unread(session, key);
+    if (lazy !== undefined) {
+      if (before !== lazy && before?.text !== lazy.text) return true;
+      seen++;
+      continue;
+    }
+    const value = (session as Record<string, unknown>)[key];
+    if (before !== undefined && value === before.value && (value === null || typeof value !== "object")) {
+      seen++;
+      continue;
+    }
+    const text = JSON.stringify(value);
+    if (text === undefined) continue;
+    if (before === undefined || before.text !== text) return true;
+    seen++;
+  }
+  // Every property matched one of the base; any base property left over was removed.
+  return seen !== (skip !== undefined && base.has(skip) ? base.size - 1 : base.size);
 }
 
 /** The session's properties now, as a snapshot (for a session that was not read from a stowage store). */
