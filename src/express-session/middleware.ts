@@ -318,9 +318,9 @@ class Cycle implements RequestState {
     this.headersDone = true;
     // Headers given to writeHead are set first, so the Set-Cookie adds to them instead of being
     // overwritten by them.
-    const [statusCode, ...rest] = args as [number, ...unknown[]];
-    const message = typeof rest[0] === "string" ? (rest.shift() as string) : undefined;
-    const headers = rest[0];
+    const statusCode = args[0] as number;
+    const message = typeof args[1] === "string" ? args[1] : undefined;
+    const headers = message === undefined ? args[1] : args[2];
     res.statusCode = statusCode;
     if (Array.isArray(headers)) {
       for (let i = 0; i + 1 < headers.length; i += 2)

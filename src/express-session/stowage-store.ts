@@ -79,7 +79,7 @@ export class StowageStore extends Store {
       const cookie = cookieStored(session);
       if (cookie !== undefined) {
         const before = grant?.stored?.get("cookie");
-        if (before !== undefined && before.text === cookie.text) now.set("cookie", before);
+        if (before !== undefined && sameStored(before, cookie)) now.set("cookie", before);
         else {
           now.set("cookie", cookie);
           changes.set.set("cookie", cookie);
@@ -196,9 +196,14 @@ export class StowageStore extends Store {
     const attributes = record.attributes;
     for (const key of Object.keys(attributes)) snapshot.set(key, new Stored(attributes[key]));
     for (const [key, stored] of snapshot) if (key !== "cookie") defineStored(data, key, stored);
-    const cookieText = snapshot.get("cookie")?.text;
-    if (cookieText !== undefined) {
-      const cookie = JSON.parse(cookieText) as Record<string, unknown> | null;
+    const storedCookie = snapshot.get("cookie");
+    if (storedCookie !== undefined) {
+      // A cookie's settings are flat: a lent one is copied field by field rather than through JSON.
+      const lent = storedCookie.value;
+      const cookie = (isFlat(lent) ? { ...lent } : JSON.parse(storedCookie.text)) as Record<
+        string,
+        unknown
+      > | null;
       if (cookie !== null && typeof cookie === "object" && !("expires" in cookie)) {
         cookie.expires = new Date(record.idleExpiresAt);
       }
@@ -278,7 +283,29 @@ function cookieStored(session: SessionData): Stored | undefined {
   // A dated cookie's expiry is the record's idle expiry, moved by every save and touch without rewriting
   // the cookie; only a browser-session cookie keeps `expires: null` here.
   if (data.expires !== null) delete data.expires;
-  return new Stored(undefined, JSON.stringify(data));
+  for (const key of Object.keys(data)) if (data[key] === undefined) delete data[key];
+  // Made here and shared with no one, so it may stand as the value.
+  return new Stored(data);
+}
+
+/** An object whose fields are all primitives (as a cookie's settings are). */
+function isFlat(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
+  for (const key of Object.keys(value)) {
+    const field = (value as Record<string, unknown>)[key];
+    if (field !== null && typeof field === "object") return false;
+  }
+  return true;
+}
+
+/** Whether two stored values are the same JSON: flat objects field by field, anything else by text. */
+function sameStored(a: Stored, b: Stored): boolean {
+  const x = a.value;
+  const y = b.value;
+  if (!isFlat(x) || !isFlat(y)) return a.text === b.text;
+  const keys = Object.keys(x).filter((key) => x[key] !== undefined);
+  if (keys.length !== Object.keys(y).filter((key) => y[key] !== undefined).length) return false;
+  return keys.every((key) => x[key] === y[key]);
 }
 
 /** A store delta: the properties to set and remove, the new expiry and, when `passport` changed, the new user. */
