@@ -21,6 +21,8 @@ export interface StoredSession {
   verifier: string;
   /** The properties as stored (`cookie` included). */
   snapshot: Snapshot;
+  /** The data object itself until a `Session` is made of it: it then becomes that session. */
+  fresh: object | undefined;
 }
 
 /** The symbol under which StowageStore.get puts `StoredSession` on the data it returns. */

@@ -15,7 +15,7 @@ import type { CookieData } from "./cookie.js";
 import { grantOf, STORED, type StoredSession } from "./grants.js";
 import { defineStored, diff, type Snapshot, Stored } from "./properties.js";
 import type { SessionCallback } from "./session.js";
-import { type GetCallback, type SessionData, Store } from "./session.js";
+import { type GetCallback, Session, type SessionData, Store } from "./session.js";
 
 /** Options for `StowageStore`. */
 export interface StowageStoreOptions {
@@ -186,7 +186,8 @@ export class StowageStore extends Store {
   #data(record: PeekedRecord | undefined): SessionData | undefined {
     if (record === undefined || record.via !== undefined || expiryOf(record) <= Date.now()) return undefined;
     const snapshot: Snapshot = new Map();
-    const data: Record<string, unknown> = {};
+    // Made with the prototype of a Session, so that the Session made of it can be this very object.
+    const data = Object.create(Session.prototype) as Record<string, unknown>;
     const encoded = record.encoded;
     if (encoded !== undefined) {
       for (const key of Object.keys(encoded)) snapshot.set(key, new Stored(undefined, encoded[key]));
@@ -209,7 +210,7 @@ export class StowageStore extends Store {
       }
       data.cookie = cookie;
     }
-    const stored: StoredSession = { verifier: record.verifier, snapshot };
+    const stored: StoredSession = { verifier: record.verifier, snapshot, fresh: data };
     Object.defineProperty(data, STORED, { value: stored });
     return data as SessionData;
   }
