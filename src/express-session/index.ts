@@ -5,6 +5,7 @@ import { session as createMiddleware } from "./middleware.js";
 import { Session, Store } from "./session.js";
 import { MemoryStore, StowageStore } from "./stowage-store.js";
 
+export type { LegacyStore, MigrateOptions } from "../http/migrate.js";
 export type { CookieData, CookieOptions } from "./cookie.js";
 export type { SessionMiddleware, SessionOptions } from "./middleware.js";
 export type {

@@ -13,6 +13,7 @@ import {
   verifierOf,
 } from "../core/tokens.js";
 import { readCookie } from "../http/carriage.js";
+import { type MigrateOptions, Migration } from "../http/migrate.js";
 import { appendSetCookie } from "../http/node.js";
 import { type SigningSecret, sign, unsign } from "../http/signature.js";
 import { Cookie, type CookieOptions } from "./cookie.js";
@@ -45,6 +46,12 @@ export interface SessionOptions {
   proxy?: boolean;
   /** What `req.session = null` (or `delete req.session`) does: "destroy" ends the session, "keep" leaves it. @default "keep" */
   unset?: "destroy" | "keep";
+  /**
+   * Move the sessions of the express-session app this one replaces: a request whose cookie names no
+   * session here but is a validly signed express-session cookie gets that session's properties in a new
+   * session, once; the old record is destroyed after the new one is stored. Needs a stowage store.
+   */
+  migrate?: MigrateOptions;
   /** Where sessions go: a stowage store (MemoryStore, SqliteStore, RedisStore, PostgresStore) or an express-session store. @default a stowage MemoryStore */
   store?: Store | SessionStore;
 }
@@ -103,10 +110,7 @@ export function session(options: SessionOptions = {}): SessionMiddleware {
     res.writeHead = hookedWriteHead as ServerResponse["writeHead"];
     res.end = hookedEnd as ServerResponse["end"];
     holdState(req, cycle);
-    if (presented === undefined) {
-      cycle.generate();
-      return next();
-    }
+    if (presented === undefined) return cycle.fresh();
     store.get(presented.id, (error, data) => cycle.loaded(presented, error, data));
   };
 }
@@ -126,6 +130,7 @@ interface Config {
   readonly unsetDestroy: boolean;
   readonly secrets: SigningSecret[] | undefined;
   readonly memo: TokenMemo;
+  readonly migration: Migration | undefined;
   ready: boolean;
 }
 
@@ -143,9 +148,16 @@ function configure(options: SessionOptions): Config {
     throw new TypeError("secret option array must contain one or more strings");
   }
   const store = storeOf(options.store);
+  const hashed = store instanceof StowageStore;
+  if (options.migrate !== undefined && !hashed) {
+    throw new TypeError(
+      "migrate option needs a stowage store: an express-session store already has the old sessions",
+    );
+  }
   return {
     store,
-    hashed: store instanceof StowageStore,
+    hashed,
+    migration: options.migrate === undefined ? undefined : new Migration(options.migrate),
     name: options.name ?? (options as { key?: string }).key ?? "connect.sid",
     cookieOf: typeof cookie === "function" ? cookie : () => cookie,
     customId,
@@ -206,6 +218,8 @@ class Cycle implements RequestState {
   original: Snapshot | undefined;
   saved: Snapshot | undefined;
   touched = false;
+  /** The express-session sid whose session this request moved over, to destroy once the new one is stored. */
+  moved: string | undefined;
   headersDone = false;
   ended = false;
   readonly realEnd: (...args: unknown[]) => ServerResponse;
@@ -223,6 +237,28 @@ class Cycle implements RequestState {
     this.realWriteHead = res.writeHead as (...args: unknown[]) => ServerResponse;
   }
 
+  /** A request with no session: a new one, or the old express-session one its cookie names, moved over. */
+  fresh(): void {
+    const migration = this.config.migration;
+    const old = migration === undefined ? undefined : readCookie(this.req.headers.cookie, migration.name);
+    if (migration === undefined || old === undefined) {
+      this.generate();
+      return this.next();
+    }
+    migration.read(old, Date.now()).then(
+      (found) => {
+        this.generate();
+        if (found === undefined) return this.next();
+        const session = this.req.session as Session;
+        for (const [key, value] of Object.entries(found.properties))
+          if (!(key in session)) session[key] = value;
+        this.moved = found.sid;
+        this.next();
+      },
+      (error: unknown) => this.next(error),
+    );
+  }
+
   generate(): void {
     this.config.store.generate?.(this.req);
     this.originalId = this.req.sessionID;
@@ -234,7 +270,7 @@ class Cycle implements RequestState {
     if (error && (error as { code?: unknown }).code !== "ENOENT") return this.next(error);
     try {
       if (error || !data || (this.config.hashed && !admit(this.req, presented, data))) {
-        this.generate();
+        return this.fresh();
       } else {
         this.config.store.createSession(this.req, data);
         this.originalId = this.req.sessionID;
@@ -344,6 +380,7 @@ class Cycle implements RequestState {
     let result: ServerResponse | undefined;
     const finish = (error?: unknown) => {
       if (error) setImmediate(this.next, error);
+      else if (this.moved !== undefined && req.session) config.migration?.destroy(this.moved);
       result = this.realEnd.apply(res, args);
     };
     const session = req.session;

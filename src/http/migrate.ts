@@ -34,6 +34,18 @@ export interface MigrateOptions {
   name?: string;
 }
 
+/** An old session, read to be moved. */
+export interface OldSession {
+  /** Its express-session sid. */
+  sid: string;
+  /** The application's properties (everything but `cookie`). */
+  properties: Record<string, unknown>;
+  /** Milliseconds left until the old cookie expired; undefined for a browser-session cookie. */
+  lifetime: number | undefined;
+  /** passport's signed-in user, when it is a string or a number. */
+  userId: string | undefined;
+}
+
 /** A moved session, with the old sid to destroy once the new one is stored. */
 export interface Moved<A extends object> {
   session: Session<A>;
@@ -74,15 +86,10 @@ export class Migration {
   }
 
   /**
-   * The stowage session a request's old cookie moves into, or undefined when it names no live old
-   * session. Its properties become attributes, `passport.user` becomes the signed-in user, and the old
-   * cookie's expiry becomes the session's own lifetime. STORE_UNAVAILABLE when the old store fails: the
-   * request is answered 503 and the old session stays where it is.
+   * The live old session a request's old cookie names, or undefined when it names none (unsigned, forged,
+   * unknown, expired). STORE_UNAVAILABLE when the old store fails; the old session then stays where it is.
    */
-  async take<A extends object>(
-    sessions: Sessions<A>,
-    cookie: string | undefined,
-  ): Promise<Moved<A> | undefined> {
+  async read(cookie: string | undefined, now: number): Promise<OldSession | undefined> {
     const sid = cookie === undefined ? undefined : this.unsign(cookie);
     if (sid === undefined) return undefined;
     const data = await new Promise<unknown>((resolve, reject) => {
@@ -97,22 +104,42 @@ export class Migration {
       });
     });
     if (!data || typeof data !== "object" || Array.isArray(data)) return undefined;
-    const { cookie: old, ...rest } = data as LegacySessionData;
-    const now = sessions.now();
+    const { cookie: old, ...properties } = data as LegacySessionData;
     const expires = old?.expires == null ? undefined : new Date(old.expires).getTime();
     if (expires !== undefined && !(expires > now)) return undefined;
+    const lifetime = expires === undefined ? undefined : Math.min(expires - now, MAX_LIFETIME_MS);
+    const user = (properties.passport as { user?: unknown } | undefined)?.user;
+    return {
+      sid,
+      properties,
+      lifetime,
+      userId: typeof user === "string" || typeof user === "number" ? String(user) : undefined,
+    };
+  }
+
+  /**
+   * The stowage session a request's old cookie moves into, or undefined when it names no live old
+   * session. Its properties become attributes, `passport.user` becomes the signed-in user, and the old
+   * cookie's expiry becomes the session's own lifetime. STORE_UNAVAILABLE when the old store fails: the
+   * request is answered 503 and the old session stays where it is.
+   */
+  async take<A extends object>(
+    sessions: Sessions<A>,
+    cookie: string | undefined,
+  ): Promise<Moved<A> | undefined> {
+    const old = await this.read(cookie, sessions.now());
+    if (old === undefined) return undefined;
     let session: Session<A>;
     try {
-      session = sessions.create({ attributes: rest as Partial<A> & Attributes });
-      const user = (rest.passport as { user?: unknown } | undefined)?.user;
-      if (typeof user === "string" || typeof user === "number") session.login(String(user));
-      if (expires !== undefined) session.setLifetime(Math.min(expires - now, MAX_LIFETIME_MS));
+      session = sessions.create({ attributes: old.properties as Partial<A> & Attributes });
+      if (old.userId !== undefined) session.login(old.userId);
+      if (old.lifetime !== undefined) session.setLifetime(old.lifetime);
     } catch (error) {
       // Data stowage cannot keep (not JSON, too large) stays in the old store rather than half-moved.
       if (error instanceof StowageError) return undefined;
       throw error;
     }
-    return { session, sid };
+    return { session, sid: old.sid };
   }
 
   /**

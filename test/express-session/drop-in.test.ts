@@ -305,6 +305,62 @@ describe("stowage/express-session", () => {
     expect(() => session({ store: legacy as never })).not.toThrow();
   });
 
+  it.each(["memory", "connect-redis"] as const)(
+    "moves an express-session session (%s) over on first sight, signed in; a tampered cookie moves nothing",
+    async (kind) => {
+      let old: legacySession.Store;
+      if (kind === "memory") old = new legacySession.MemoryStore();
+      else {
+        const client = createClient({ url: REDIS_URL });
+        await client.connect();
+        cleanups.push(() => client.quit());
+        old = new ConnectRedisStore({ client, prefix: `drop-in-move:${Date.now()}:` });
+      }
+      const secret = "the old secret";
+      const before = express();
+      before.use(legacySession({ secret, store: old, resave: false, saveUninitialized: false }));
+      before.post("/login", (req, res) => {
+        Object.assign(bag(req), { passport: { user: "ada" }, cart: ["book"] });
+        res.end("ok");
+      });
+      const oldServer = await listen(before);
+      cleanups.push(oldServer.close);
+      const browser = new Browser(oldServer.base);
+      await browser.post("/login");
+      const oldCookie = browser.cookies.get("connect.sid")!;
+      const oldSid = oldCookie.slice(2, oldCookie.lastIndexOf("."));
+
+      const store = new MemoryStore();
+      const base = await start({ store, migrate: { store: old, secret } }, (app) =>
+        app.get("/me", (req, res) =>
+          res.json({ passport: bag(req).passport ?? null, cart: bag(req).cart ?? null }),
+        ),
+      );
+      const intruder = new Browser(base);
+      intruder.cookies.set("connect.sid", `${oldCookie.slice(0, -2)}xx`);
+      expect(JSON.parse((await intruder.get("/me")).text)).toEqual({ passport: null, cart: null });
+
+      const after = new Browser(base);
+      after.cookies.set("connect.sid", oldCookie);
+      expect(JSON.parse((await after.get("/me")).text)).toEqual({
+        passport: { user: "ada" },
+        cart: ["book"],
+      });
+      expect(after.cookies.get("connect.sid")).not.toBe(oldCookie);
+      expect(JSON.parse((await after.get("/me")).text)).toEqual({
+        passport: { user: "ada" },
+        cart: ["book"],
+      });
+      expect((await createSessions({ store: store.store }).listForUser("ada")).length).toBe(1);
+      // Moved once: the old record is gone, so the old cookie now moves nothing.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await new Promise((resolve) => old.get(oldSid, (_e, s) => resolve(s ?? null)))).toBeNull();
+      const again = new Browser(base);
+      again.cookies.set("connect.sid", oldCookie);
+      expect(JSON.parse((await again.get("/me")).text)).toEqual({ passport: null, cart: null });
+    },
+  );
+
   it("takes connect-redis, as express-session does, and refuses what is no store", async () => {
     const client = createClient({ url: REDIS_URL });
     await client.connect();
@@ -323,6 +379,9 @@ describe("stowage/express-session", () => {
     expect(() => session({ store: {} as never })).toThrow(/store must be/);
     expect(() => session({ unset: "bogus" as never })).toThrow(/unset option/);
     expect(() => session({ genid: "x" as never })).toThrow(/genid option/);
+    expect(() => session({ store: store as never, secret: "s", migrate: { store, secret: "s" } })).toThrow(
+      /migrate option needs a stowage store/,
+    );
   });
 
   it("a StowageStore wraps any stowage store; the default export carries express-session's classes", () => {
