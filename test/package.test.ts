@@ -158,6 +158,14 @@ it("an app that uses only the memory store, stowage/ws and stowage/tcp compiles 
   }
 });
 
+it("stowage/express-session types express's Request with the documented augmentation and is a RequestHandler", () => {
+  execFileSync(
+    process.execPath,
+    [join(process.cwd(), "node_modules/typescript/bin/tsc"), "-p", "test/fixtures/drop-in-app"],
+    { encoding: "utf8" },
+  );
+});
+
 it("a registered manager types every adapter's session, and SessionRequest is a handler's parameter type with the documented augmentation", () => {
   // test/fixtures/typed-app: its @ts-expect-error lines fail the compile if the types let a wrong key or
   // value through; its own tsconfig leaves express-session's types out, as an app without them has.

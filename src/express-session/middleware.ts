@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
 import type { SessionStore } from "../core/store.js";
 import {
@@ -64,10 +64,13 @@ type Request = SessionIncomingMessage & {
   signedCookies?: Record<string, string | false>;
 };
 
-/** A connect-style middleware. */
-export type SessionMiddleware = (
-  req: SessionIncomingMessage,
-  res: ServerResponse,
+/**
+ * A connect-style middleware, generic in its request and response so that it is an express
+ * `RequestHandler` (and a connect or node:http one) without this package depending on express's types.
+ */
+export type SessionMiddleware = <Req extends IncomingMessage, Res extends ServerResponse>(
+  req: Req,
+  res: Res,
   next: (error?: unknown) => void,
 ) => void;
 
@@ -93,7 +96,11 @@ export function session(options: SessionOptions = {}): SessionMiddleware {
     config.ready = true;
   });
 
-  return function stowageSession(request, res, next) {
+  return function stowageSession(
+    request: IncomingMessage,
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+  ) {
     const req = request as Request;
     if (req.session || !config.ready) return next();
     const path = config.cookieOf(req).path;

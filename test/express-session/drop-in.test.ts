@@ -361,6 +361,69 @@ describe("stowage/express-session", () => {
     },
   );
 
+  it("a session ended while a request held it stays ended: that request's save writes nothing", async () => {
+    const store = new MemoryStore();
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const base = await start({ store }, (app) => {
+      app.post("/fill", (req, res) => {
+        bag(req).n = 1;
+        res.end(req.sessionID);
+      });
+      app.post("/slow", async (req, res) => {
+        await held;
+        bag(req).n = 2;
+        res.end("late");
+      });
+      app.post("/destroy", (req, res) => req.session.destroy(() => res.end("gone")));
+    });
+    const browser = new Browser(base);
+    const sid = (await browser.post("/fill")).text;
+    const slow = browser.post("/slow");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await browser.post("/destroy");
+    release();
+    expect((await slow).text).toBe("late");
+    expect(await store.store.get(sid)).toBeUndefined();
+  });
+
+  it("a genid that names an id twice is refused by the store, not let overwrite the other session", async () => {
+    const store = new MemoryStore();
+    const base = await start({ store, genid: () => "same-id" }, (app) =>
+      app.post("/fill", (req, res) => {
+        bag(req).who = req.query.who;
+        res.end("ok");
+      }),
+    );
+    expect((await new Browser(base).post("/fill?who=first")).status).toBe(200);
+    const second = await new Browser(base).post("/fill?who=second");
+    expect((await store.store.get("same-id"))?.attributes.who).toBe("first");
+    // The failed insert reaches express after the response, as a failed express-session save does.
+    expect(second.status).toBe(200);
+  });
+
+  it("an old store that fails while moving is a request error, and the old session stays", async () => {
+    const broken = {
+      get: (_sid: string, cb: (error: unknown) => void) => cb(new Error("old store down")),
+      destroy: (_sid: string, cb?: (error?: unknown) => void) => cb?.(),
+    };
+    const base = await start({ migrate: { store: broken, secret: "old" } }, (app) =>
+      app.get("/", (_req, res) => res.end("fine")),
+    );
+    const browser = new Browser(base);
+    const { sign } = await import("../../src/http/signature.js");
+    browser.cookies.set("connect.sid", `s:${sign("an-old-sid", "old")}`);
+    const reply = await browser.get("/");
+    expect(reply.status).toBe(500);
+    expect(reply.text).toContain("express-session store could not be read");
+    // An unsigned old cookie never reaches the old store.
+    const plain = new Browser(base);
+    plain.cookies.set("connect.sid", "s:an-old-sid.nosignature");
+    expect((await plain.get("/")).text).toBe("fine");
+  });
+
   it("takes connect-redis, as express-session does, and refuses what is no store", async () => {
     const client = createClient({ url: REDIS_URL });
     await client.connect();
