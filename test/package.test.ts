@@ -36,6 +36,7 @@ it("the build emits JavaScript and types for every subpath export and the CLI", 
   const tsc = "node_modules/typescript/bin/tsc";
   execFileSync(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out]);
   execFileSync(process.execPath, [tsc, "-p", "tsconfig.cjs.json", "--outDir", join(out, "cjs")]);
+  execFileSync(process.execPath, ["scripts/finish-cjs.mjs", join(out, "cjs")]);
   const inOut = (path: string) => join(out, path.replace(/^\.\/dist\//, ""));
   expect(exportedFiles.length).toBeGreaterThanOrEqual(4 * 9);
   for (const [name, file] of exportedFiles) expect(existsSync(inOut(file)), `${name} → ${file}`).toBe(true);
@@ -72,6 +73,7 @@ it("npm pack on a fresh clone (no dist/) ships the build of every subpath, the d
   try {
     for (const entry of [
       "src",
+      "scripts",
       "docs",
       "README.md",
       "package.json",

@@ -74,8 +74,6 @@ export type SessionMiddleware = <Req extends IncomingMessage, Res extends Server
   next: (error?: unknown) => void,
 ) => void;
 
-type Response = ServerResponse & { _implicitHeader(): void };
-
 /**
  * express-session's middleware on stowage: `req.session` is a plain object loaded before the route runs,
  * with express-session's methods, and is written when the response ends. On a stowage store the cookie is
@@ -250,12 +248,16 @@ class Cycle implements RequestState {
     const old = migration === undefined ? undefined : readCookie(this.req.headers.cookie, migration.name);
     if (migration === undefined || old === undefined) {
       this.generate();
-      return this.next();
+      this.next();
+      return;
     }
     migration.read(old, Date.now()).then(
       (found) => {
         this.generate();
-        if (found === undefined) return this.next();
+        if (found === undefined) {
+          this.next();
+          return;
+        }
         const session = this.req.session as Session;
         for (const [key, value] of Object.entries(found.properties))
           if (!(key in session)) session[key] = value;
@@ -274,10 +276,14 @@ class Cycle implements RequestState {
 
   /** The store's answer for the presented cookie: the session, or a new one when it names none. */
   loaded(presented: Presented, error: unknown, data: SessionData | null | undefined): void {
-    if (error && (error as { code?: unknown }).code !== "ENOENT") return this.next(error);
+    if (error && (error as { code?: unknown }).code !== "ENOENT") {
+      this.next(error);
+      return;
+    }
     try {
       if (error || !data || (this.config.hashed && !admit(this.req, presented, data))) {
-        return this.fresh();
+        this.fresh();
+        return;
       } else {
         this.config.store.createSession(this.req, data);
         this.originalId = this.req.sessionID;
@@ -285,7 +291,8 @@ class Cycle implements RequestState {
         if (!this.config.resave) this.saved = this.original;
       }
     } catch (failure) {
-      return this.next(failure);
+      this.next(failure);
+      return;
     }
     this.next();
   }

@@ -48,7 +48,7 @@ function accessorFor(key: string): Accessor {
   if (accessor !== undefined) return accessor;
   accessor = {
     get(this: Lazy): unknown {
-      const value: unknown = JSON.parse((this[LAZY]?.get(key) as Stored).text);
+      const value: unknown = JSON.parse(this[LAZY]!.get(key)!.text);
       plain(this, key, value);
       return value;
     },

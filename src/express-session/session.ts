@@ -43,6 +43,7 @@ export class Session {
       for (const key of Object.keys(session)) if (key in Session.prototype) delete session[key];
       Object.defineProperty(session, "req", { value: req });
       Object.defineProperty(session, "id", { value: req.sessionID });
+      // biome-ignore lint/correctness/noConstructorReturn: the read data becomes the session (see above)
       return session;
     }
     Object.defineProperty(this, "req", { value: req });
