@@ -117,7 +117,10 @@ function expressStowage(sessions: Sessions): express.Express {
   return app;
 }
 
-function expressWithSession(store: session.Store, factory = session as unknown as typeof dropIn): express.Express {
+function expressWithSession(
+  store: session.Store,
+  factory = session as unknown as typeof dropIn,
+): express.Express {
   const app = express();
   app.use(factory({ secret: SECRET, resave: false, saveUninitialized: false, store: store as never }));
   app.get(/.*/, (req: Request, res: Response) => {
@@ -243,7 +246,10 @@ async function start(scenario: Scenario, prefix: string): Promise<Started> {
     }
     case "express-dropin": {
       const store = new MemoryStore();
-      return { server: createServer(expressWithSession(store as never, dropIn)), cleanup: () => store.close() };
+      return {
+        server: createServer(expressWithSession(store as never, dropIn)),
+        cleanup: () => store.close(),
+      };
     }
     case "express-dropin-redis": {
       const store = new RedisStore({ url: REDIS_URL, prefix });

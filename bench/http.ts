@@ -263,7 +263,8 @@ export async function run(): Promise<GroupReport> {
         goal: 1.3,
       }),
       ...pairRows(dropIn, {
-        metric: "express + stowage/express-session vs express + express-session (MemoryStore), the same route on req.session",
+        metric:
+          "express + stowage/express-session vs express + express-session (MemoryStore), the same route on req.session",
         cpu: "express server CPU per request, drop-in (MemoryStore)",
         ours: ["stowage/express-session", "stowage/express-session"],
         peer: ["express-session", "express-session"],
