@@ -4,6 +4,7 @@ import { once } from "node:events";
 import { Agent, request } from "node:http";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
+import { Redis } from "ioredis";
 import { type GroupReport, infoRow, type Rate, ratioRow } from "./report.js";
 
 const CONNECTIONS = 50;
@@ -61,7 +62,11 @@ async function login(url: string, count: number): Promise<string[]> {
  * Requests per second over `seconds`, 50 connections, each connection on its own session; with no
  * cookies, to /login, every request makes a new session with the 1 KB of attributes.
  */
-async function load(url: string, cookies: string[], seconds: number): Promise<number> {
+async function load(
+  url: string,
+  cookies: string[],
+  seconds: number,
+): Promise<{ rate: number; served: number }> {
   let next = 0;
   const result = await autocannon({
     url: cookies.length === 0 ? `${url}/login` : `${url}/`,
@@ -75,13 +80,27 @@ async function load(url: string, cookies: string[], seconds: number): Promise<nu
   if (result.errors > 0 || result.non2xx > 0 || result.timeouts > 0) {
     throw new Error(`${url}: ${result.errors} errors, ${result.non2xx} non-2xx, ${result.timeouts} timeouts`);
   }
-  return result["2xx"] / result.duration;
+  return { rate: result["2xx"] / result.duration, served: result["2xx"] };
+}
+
+const REDIS_URL = process.env.STOWAGE_BENCH_REDIS ?? "redis://127.0.0.1:6379";
+
+/**
+ * redis-server's own CPU time so far (user + system, all its threads), in µs, from `INFO cpu`. Only one
+ * server of a pair runs at a time, so the change over one round is that server's Redis work.
+ */
+async function redisCpuMicros(redis: Redis): Promise<number> {
+  const info = await redis.info("cpu");
+  const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, "m").exec(info)?.[1] ?? Number.NaN);
+  return (field("used_cpu_user") + field("used_cpu_sys")) * 1e6;
 }
 
 /** Requests per second and server CPU µs per request, for the two servers of a pair. */
 interface PairResult {
   rates: [number, number];
   cpu: [number, number];
+  /** redis-server CPU µs per request, for pairs on Redis. */
+  redis?: [number, number];
 }
 
 /** The server's CPU time per request served since it was sent "mark". */
@@ -93,8 +112,9 @@ async function cpuPerRequest(server: Running): Promise<number> {
 }
 
 /** Measures two servers under the same load, interleaved so drift hits both alike; `create`: new sessions only. */
-async function pair(a: string, b: string, tag: string, create = false): Promise<PairResult> {
+async function pair(a: string, b: string, tag: string, create = false, onRedis = false): Promise<PairResult> {
   const servers = [await startServer(a, `${tag}a:`), await startServer(b, `${tag}b:`)] as const;
+  const redis = onRedis ? new Redis(REDIS_URL) : undefined;
   try {
     const cookies = create
       ? [[], []]
@@ -106,26 +126,45 @@ async function pair(a: string, b: string, tag: string, create = false): Promise<
     await load(servers[1].url, cookies[1]!, WARMUP_SECONDS);
     for (const server of servers) server.child.send("mark");
     const totals = [0, 0];
-    for (const i of ORDER) totals[i]! += await load(servers[i]!.url, cookies[i]!, ROUND_SECONDS);
+    const redisMicros = [0, 0];
+    const served = [0, 0];
+    for (const i of ORDER) {
+      const before = redis ? await redisCpuMicros(redis) : 0;
+      const round = await load(servers[i]!.url, cookies[i]!, ROUND_SECONDS);
+      if (redis) redisMicros[i]! += (await redisCpuMicros(redis)) - before;
+      totals[i]! += round.rate;
+      served[i]! += round.served;
+    }
     const cpu = await Promise.all(servers.map(cpuPerRequest));
-    return {
+    const result: PairResult = {
       rates: [(totals[0]! * 2) / ORDER.length, (totals[1]! * 2) / ORDER.length],
       cpu: [cpu[0]!, cpu[1]!],
     };
+    if (redis) result.redis = [redisMicros[0]! / served[0]!, redisMicros[1]! / served[1]!];
+    return result;
   } finally {
+    redis?.disconnect();
     await Promise.all(servers.map(stopServer));
   }
 }
 
 /** `pair` run PROCESS_PAIRS times on fresh processes; rates and CPU are the means. */
-async function pairs(a: string, b: string, tag: string, create = false): Promise<PairResult> {
+async function pairs(
+  a: string,
+  b: string,
+  tag: string,
+  create = false,
+  onRedis = false,
+): Promise<PairResult> {
   const runs: PairResult[] = [];
-  for (let i = 0; i < PROCESS_PAIRS; i++) runs.push(await pair(a, b, `${tag}${i}`, create));
+  for (let i = 0; i < PROCESS_PAIRS; i++) runs.push(await pair(a, b, `${tag}${i}`, create, onRedis));
   const mean = (pick: (r: PairResult) => number) => runs.reduce((sum, r) => sum + pick(r), 0) / runs.length;
-  return {
+  const result: PairResult = {
     rates: [mean((r) => r.rates[0]), mean((r) => r.rates[1])],
     cpu: [mean((r) => r.cpu[0]), mean((r) => r.cpu[1])],
   };
+  if (onRedis) result.redis = [mean((r) => r.redis![0]), mean((r) => r.redis![1])];
+  return result;
 }
 
 /** `count` requests to `path` at once, all on one cookie; resolves when every one has answered. */
@@ -207,6 +246,19 @@ function cpuRow(metric: string, result: PairResult, ours: string, peer: string) 
   return infoRow(metric, `${ours}: ${micros(result.cpu[1])}`, `${peer}: ${micros(result.cpu[0])}`);
 }
 
+/** redis-server's CPU per request on each side of a Redis pair, as a ratio (above 1: stowage makes Redis do less). */
+function redisRow(metric: string, result: PairResult, ours: string, peer: string, goal?: number) {
+  const [peerMicros, oursMicros] = result.redis!;
+  // A rate of requests per µs of Redis CPU, so that the ratio reads as the other rows do.
+  return ratioRow(
+    `${metric} (${oursMicros.toFixed(1)} vs ${peerMicros.toFixed(1)} µs of redis-server CPU per request)`,
+    { label: ours, perSecond: 1e6 / oursMicros },
+    { label: peer, perSecond: 1e6 / peerMicros },
+    goal,
+    "req per redis-server CPU s",
+  );
+}
+
 /** The two rows of a pair: req/s as a ratio (with its goal, if any), then server CPU per request. */
 function pairRows(
   result: PairResult,
@@ -230,9 +282,9 @@ export async function run(): Promise<GroupReport> {
   const tag = `stowage-bench-http-${randomBytes(4).toString("hex")}`;
   const node = await pairs("node-plain", "node-stowage", `${tag}-n`);
   const memory = await pairs("express-session", "express-stowage", `${tag}-m`);
-  const redis = await pairs("express-session-redis", "express-stowage-redis", `${tag}-r`);
+  const redis = await pairs("express-session-redis", "express-stowage-redis", `${tag}-r`, false, true);
   const dropIn = await pairs("express-session", "express-dropin", `${tag}-d`);
-  const dropInRedis = await pairs("express-session-redis", "express-dropin-redis", `${tag}-e`);
+  const dropInRedis = await pairs("express-session-redis", "express-dropin-redis", `${tag}-e`, false, true);
   const fastify = await pairs("fastify-session", "fastify-stowage", `${tag}-f`);
   const hono = await pairs("hono-sessions", "hono-stowage", `${tag}-h`);
   const creation = await pairs("express-session", "express-stowage", `${tag}-c`, true);
@@ -277,6 +329,20 @@ export async function run(): Promise<GroupReport> {
         peer: ["express-session + connect-redis", "express-session + connect-redis"],
         goal: 1.3,
       }),
+      redisRow(
+        "redis-server work per request: express + stowage (RedisStore) vs express-session + connect-redis",
+        redis,
+        "RedisStore",
+        "connect-redis",
+        1,
+      ),
+      redisRow(
+        "redis-server work per request: stowage/express-session (RedisStore) vs express-session + connect-redis",
+        dropInRedis,
+        "RedisStore",
+        "connect-redis",
+        1,
+      ),
       ...pairRows(fastify, {
         metric: "fastify + stowage vs fastify + @fastify/session (MemoryStore)",
         cpu: "fastify server CPU per request (MemoryStore)",
