@@ -71,8 +71,10 @@ export class Cookie {
     if (options !== undefined && options !== null) {
       if (typeof options !== "object") throw new TypeError("argument options must be a object");
       // Every option is applied in its own order, as express-session's Cookie does (maxAge sets expires).
-      for (const [key, value] of Object.entries(options)) {
-        if (key !== "data") (this as Record<string, unknown>)[key] = value;
+      for (const key in options) {
+        if (key !== "data" && Object.hasOwn(options, key)) {
+          (this as Record<string, unknown>)[key] = (options as Record<string, unknown>)[key];
+        }
       }
     }
     if (this.originalMaxAge === undefined || this.originalMaxAge === null) this.originalMaxAge = this.maxAge;

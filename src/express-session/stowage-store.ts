@@ -76,11 +76,13 @@ export class StowageStore extends Store {
       const idleExpiresAt = this.#expiry(session.cookie);
       const changes = diff(session, grant?.stored ?? new Map(), "cookie");
       now = changes.now;
-      const cookie = cookieStored(session);
-      if (cookie !== undefined) {
-        const before = grant?.stored?.get("cookie");
-        if (before !== undefined && sameStored(before, cookie)) now.set("cookie", before);
-        else {
+      const before = grant?.stored?.get("cookie");
+      if (before !== undefined && cookieMatches(session.cookie, before)) now.set("cookie", before);
+      else {
+        const cookie = cookieStored(session);
+        if (cookie !== undefined && before !== undefined && cookie.text === before.text)
+          now.set("cookie", before);
+        else if (cookie !== undefined) {
           now.set("cookie", cookie);
           changes.set.set("cookie", cookie);
         }
@@ -299,14 +301,40 @@ function isFlat(value: unknown): value is Record<string, unknown> {
   return true;
 }
 
-/** Whether two stored values are the same JSON: flat objects field by field, anything else by text. */
-function sameStored(a: Stored, b: Stored): boolean {
-  const x = a.value;
-  const y = b.value;
-  if (!isFlat(x) || !isFlat(y)) return a.text === b.text;
-  const keys = Object.keys(x).filter((key) => x[key] !== undefined);
-  if (keys.length !== Object.keys(y).filter((key) => y[key] !== undefined).length) return false;
-  return keys.every((key) => x[key] === y[key]);
+/** The fields of a cookie's stored settings (`expires` only as null, for a browser-session cookie). */
+const COOKIE_FIELDS = [
+  "originalMaxAge",
+  "partitioned",
+  "priority",
+  "secure",
+  "httpOnly",
+  "domain",
+  "path",
+  "sameSite",
+] as const;
+
+/**
+ * Whether a session's cookie has the settings `stored` holds, compared field by field with nothing
+ * built: the usual answer at every save (a cookie's settings rarely change). False also when `stored`
+ * is only text (a store that keeps JSON), which the caller then compares as text.
+ */
+function cookieMatches(cookie: SessionData["cookie"] | undefined, stored: Stored): boolean {
+  const was = stored.value;
+  if (cookie === undefined || cookie === null || !isFlat(was)) return false;
+  const now = cookie as unknown as Record<string, unknown>;
+  let fields = 0;
+  for (const field of COOKIE_FIELDS) {
+    const value = now[field];
+    if (value === undefined) continue;
+    if (value !== was[field]) return false;
+    fields++;
+  }
+  // A browser-session cookie is stored with `expires: null`, a dated one without it.
+  if ((now.expires === null) !== (was.expires === null)) return false;
+  if (now.expires === null) fields++;
+  let storedFields = 0;
+  for (const key in was) if (was[key] !== undefined) storedFields++;
+  return fields === storedFields;
 }
 
 /** A store delta: the properties to set and remove, the new expiry and, when `passport` changed, the new user. */

@@ -7,6 +7,7 @@ import passport from "passport";
 import { Strategy as LocalStrategy } from "passport-local";
 import { createClient } from "redis";
 import { afterAll, describe, expect, it } from "vitest";
+import type { SessionDelta } from "../../src/core/store.js";
 import session, { MemoryStore, type SessionOptions, StowageStore } from "../../src/express-session/index.js";
 import { createSessions } from "../../src/index.js";
 import { REDIS_URL } from "../helpers/services.js";
@@ -67,6 +68,45 @@ describe.each(STORE_KINDS)("stowage/express-session on %s", (kind) => {
     expect(answers.every((a) => a.status === 200)).toBe(true);
     const keys = JSON.parse((await browser.get("/keys")).text) as string[];
     expect(keys).toEqual(["cookie", "started", ...Array.from({ length: 100 }, (_, i) => `k${i}`)].sort());
+  });
+
+  it("a save writes only what changed: one changed property is one key of the store's commit", async () => {
+    const inner = stores.make(kind);
+    const commits: SessionDelta[] = [];
+    const store = new Proxy(inner, {
+      get(target, key, receiver) {
+        const value = Reflect.get(target, key, receiver);
+        if (typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          if (key === "commit" || key === "commitNow") commits.push(args[1] as SessionDelta);
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const base = await start({ store, cookie: { maxAge: 60_000 } }, (app) => {
+      app.post("/fill", (req, res) => {
+        Object.assign(bag(req), { profile: { name: "Ada", roles: ["admin"] }, cart: ["book"], n: 0 });
+        res.end("ok");
+      });
+      app.post("/count", (req, res) => {
+        bag(req).n = (bag(req).n as number) + 1;
+        res.end(String(bag(req).n));
+      });
+      app.post("/cart", (req, res) => {
+        (bag(req).cart as string[]).push("pen");
+        res.end("ok");
+      });
+      app.get("/all", (req, res) => res.json(req.session));
+    });
+    const browser = new Browser(base);
+    await browser.post("/fill");
+    commits.length = 0;
+    expect((await browser.post("/count")).text).toBe("1");
+    await browser.post("/cart");
+    expect(commits.map((c) => Object.keys(c.set ?? {}))).toEqual([["n"], ["cart"]]);
+    expect(commits.every((c) => c.unset === undefined)).toBe(true);
+    const all = JSON.parse((await browser.get("/all")).text) as Record<string, unknown>;
+    expect(all).toMatchObject({ profile: { name: "Ada", roles: ["admin"] }, cart: ["book", "pen"], n: 1 });
   });
 
   it("destroy ends the session in the store; regenerate gives a new id and keeps nothing", async () => {
