@@ -383,6 +383,11 @@ export async function run(): Promise<GroupReport> {
         " setting); connect-redis v9 on a node-redis client, RedisStore on ioredis; Redis on loopback." +
         " @fastify/session 11 (with @fastify/cookie, `saveUninitialized: false`) and hono-sessions 0.8 on" +
         " their own memory stores, hono on @hono/node-server.",
+      "stowage/express-session runs the express-session route unchanged (`req.session.counter` on the" +
+        " property bag) with the same options (`resave: false, saveUninitialized: false`) on stowage's" +
+        " MemoryStore and on RedisStore. redis-server CPU per request is redis-server's own `used_cpu_user" +
+        " + used_cpu_sys` (INFO cpu) read before and after each round, over the requests of that round:" +
+        " only one server of a pair runs at a time, and nothing else uses that Redis during the bench.",
       `Lost-update contrast (not a test): ${PARALLEL} requests sent at once on one cookie against express +` +
         " express-session (MemoryStore) and express + stowage (MemoryStore). express-session loads the" +
         " whole session, then saves the whole session, so parallel requests overwrite each other. stowage" +
