@@ -19,8 +19,7 @@ import { type SigningSecret, sign, unsign } from "../http/signature.js";
 import { Cookie, type CookieOptions } from "./cookie.js";
 import { addGrant, type Grant, grantOf, holdState, type RequestState, storedOf } from "./grants.js";
 import { diff, differs, type Snapshot, snapshotOf } from "./properties.js";
-import type { SessionData, Store } from "./session.js";
-import { Session, type SessionIncomingMessage } from "./session.js";
+import { Session, type SessionData, type SessionIncomingMessage, type Store } from "./session.js";
 import { MemoryStore, StowageStore } from "./stowage-store.js";
 
 /** The options of express-session, as stowage/express-session takes them. */
@@ -32,6 +31,8 @@ export interface SessionOptions {
   secret?: SigningSecret | SigningSecret[];
   /** The cookie's name. @default "connect.sid" */
   name?: string;
+  /** The cookie's name, by its old express-session option name. @deprecated use `name` */
+  key?: string;
   /** The cookie's settings, or a function of the request that gives them. */
   cookie?: CookieOptions | ((req: SessionIncomingMessage) => CookieOptions);
   /** Set the cookie on every response, renewing its expiry. @default false */
@@ -163,7 +164,7 @@ function configure(options: SessionOptions): Config {
     store,
     hashed,
     migration: options.migrate === undefined ? undefined : new Migration(options.migrate),
-    name: options.name ?? (options as { key?: string }).key ?? "connect.sid",
+    name: options.name ?? options.key ?? "connect.sid",
     cookieOf: typeof cookie === "function" ? cookie : () => cookie,
     customId,
     trustProxy: options.proxy,

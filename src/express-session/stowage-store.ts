@@ -14,8 +14,7 @@ import { type MemoryStoreOptions, MemoryStore as StowageMemoryStore } from "../s
 import type { CookieData } from "./cookie.js";
 import { grantOf, STORED, type StoredSession } from "./grants.js";
 import { defineStored, diff, type Snapshot, Stored } from "./properties.js";
-import type { SessionCallback } from "./session.js";
-import { type GetCallback, Session, type SessionData, Store } from "./session.js";
+import { type GetCallback, Session, type SessionCallback, type SessionData, Store } from "./session.js";
 
 /** Options for `StowageStore`. */
 export interface StowageStoreOptions {
