@@ -290,6 +290,33 @@ describe("stowage/express-session", () => {
     expect(plain).toContain("HttpOnly");
   });
 
+  it("a per-session maxAge alone moves the store's expiry; the cookie goes out with a change, as express-session", async () => {
+    const DAY = 86_400_000;
+    const store = new MemoryStore();
+    const base = await start({ store }, (app) => {
+      app.post("/fill", (req, res) => {
+        bag(req).user = "ada";
+        res.end(req.sessionID);
+      });
+      app.post("/remember", (req, res) => {
+        req.session.cookie.maxAge = 30 * DAY;
+        if (req.query.change) bag(req).remembered = true;
+        res.end("ok");
+      });
+    });
+    const browser = new Browser(base);
+    const sid = (await browser.post("/fill")).text;
+    const quiet = await browser.post("/remember");
+    expect(quiet.setCookies).toEqual([]);
+    const idle = (await store.store.get(sid))!.idleExpiresAt - Date.now();
+    expect(idle).toBeGreaterThan(29.9 * DAY);
+    const changed = await browser.post("/remember?change=1");
+    expect(changed.setCookies).toHaveLength(1);
+    expect(Date.parse(/Expires=([^;]+)/.exec(changed.setCookies[0]!)![1]!) - Date.now()).toBeGreaterThan(
+      29.9 * DAY,
+    );
+  });
+
   it("the stowage store keeps a session until its cookie expires, and not after", async () => {
     const store = new MemoryStore();
     const base = await start({ store, cookie: { maxAge: 300 } }, (app) => {
