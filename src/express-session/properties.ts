@@ -108,63 +108,50 @@ export interface Changes {
 }
 
 /**
- * What changed in `session`'s properties (`skip` left out) since `base`. Unread lazy properties are
- * unchanged at no cost; a primitive equal to the stored one is unchanged without serialising it.
+ * Property `key` of `session` as it is now, against `before` (its stored form, if any): `before` itself
+ * when unchanged, a new `Stored` when changed, undefined when JSON would leave it out. Unread lazy
+ * properties are unchanged at no cost; a primitive equal to the stored one is unchanged without
+ * serialising it; a new `Stored` is built only for a change.
  */
+function current(session: object, key: string, before: Stored | undefined): Stored | undefined {
+  const lazy = unread(session, key);
+  if (lazy !== undefined) return before === lazy || before?.text === lazy.text ? before : lazy;
+  const value = (session as Record<string, unknown>)[key];
+  const primitive = value === null || typeof value !== "object";
+  if (before !== undefined && primitive && value === before.value) return before;
+  const text = JSON.stringify(value);
+  if (text === undefined) return undefined;
+  if (before !== undefined && before.text === text) return before;
+  return new Stored(primitive ? value : undefined, text);
+}
+
+/** What changed in `session`'s properties (`skip` left out) since `base`. */
 export function diff(session: object, base: Snapshot, skip?: string): Changes {
   const set = new Map<string, Stored>();
   const now: Snapshot = new Map();
   for (const key of Object.keys(session)) {
     if (key === skip) continue;
-    const lazy = unread(session, key);
-    if (lazy !== undefined) {
-      now.set(key, lazy);
-      const before = base.get(key);
-      if (before !== lazy && before?.text !== lazy.text) set.set(key, lazy);
-      continue;
-    }
-    const value = (session as Record<string, unknown>)[key];
     const before = base.get(key);
-    if (before !== undefined && value === before.value && (value === null || typeof value !== "object")) {
-      now.set(key, before);
-      continue;
-    }
-    const text = JSON.stringify(value);
-    if (text === undefined) continue;
-    if (before !== undefined && before.text === text) {
-      now.set(key, before);
-      continue;
-    }
-    const stored = new Stored(value === null || typeof value !== "object" ? value : undefined, text);
+    const stored = current(session, key, before);
+    if (stored === undefined) continue;
     now.set(key, stored);
-    set.set(key, stored);
+    if (stored !== before) set.set(key, stored);
   }
   const unset: string[] = [];
   for (const key of base.keys()) if (key !== skip && !now.has(key)) unset.push(key);
   return { set, unset, now };
 }
 
-/** True when `diff` would find any change; stops at the first, and builds nothing. */
+/** True when `diff` would find any change; stops at the first, and builds nothing while none is found. */
 export function differs(session: object, base: Snapshot | undefined, skip?: string): boolean {
   if (base === undefined) return true;
   let seen = 0;
   for (const key of Object.keys(session)) {
     if (key === skip) continue;
     const before = base.get(key);
-    const lazy = unread(session, key);
-    if (lazy !== undefined) {
-      if (before !== lazy && before?.text !== lazy.text) return true;
-      seen++;
-      continue;
-    }
-    const value = (session as Record<string, unknown>)[key];
-    if (before !== undefined && value === before.value && (value === null || typeof value !== "object")) {
-      seen++;
-      continue;
-    }
-    const text = JSON.stringify(value);
-    if (text === undefined) continue;
-    if (before === undefined || before.text !== text) return true;
+    const stored = current(session, key, before);
+    if (stored === undefined) continue;
+    if (stored !== before) return true;
     seen++;
   }
   // Every property matched one of the base; any base property left over was removed.

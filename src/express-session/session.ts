@@ -69,14 +69,14 @@ export class Session {
   /** Writes the session to the store now (the middleware does it at the end of the response on its own). */
   save(callback?: SessionCallback): this {
     stateOf(this.req)?.saving?.(this);
-    storeOf(this).set(this.id, this, callback ?? noop);
+    sessionStoreOf(this).set(this.id, this, callback ?? noop);
     return this;
   }
 
   /** Reads the session from the store again, replacing `req.session`. */
   reload(callback: SessionCallback): this {
     const req = this.req;
-    const store = storeOf(this);
+    const store = sessionStoreOf(this);
     store.get(this.id, (error, data) => {
       if (error) return callback(error);
       if (!data) return callback(new Error("failed to load session"));
@@ -92,18 +92,18 @@ export class Session {
   /** Ends the session: removes it from the store and from the request. */
   destroy(callback?: SessionCallback): this {
     delete this.req.session;
-    storeOf(this).destroy(this.id, callback ?? noop);
+    sessionStoreOf(this).destroy(this.id, callback ?? noop);
     return this;
   }
 
   /** Ends the session and puts a new, empty one with a new id on the request. */
   regenerate(callback: SessionCallback): this {
-    storeOf(this).regenerate(this.req, callback);
+    sessionStoreOf(this).regenerate(this.req, callback);
     return this;
   }
 }
 
-function storeOf(session: Session): Store {
+function sessionStoreOf(session: Session): Store {
   const store = session.req?.sessionStore;
   if (store === undefined) throw new Error("req.sessionStore is not set");
   return store;
