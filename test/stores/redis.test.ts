@@ -167,6 +167,15 @@ describe("redis specifics", () => {
     await store.commit(record.id, { meta: { expiresAt: now + 900_000 } });
     expect(Number(await raw.pexpiretime(key))).toBe(now + 900_000);
     expect(await raw.hget(key, "v")).toBe("2");
+    // The common commit (attributes and an idle refresh): the TTL follows idle, never past expiresAt.
+    await store.commit(record.id, { set: { n: 1 }, meta: { idleExpiresAt: now + 700_000 } });
+    expect(Number(await raw.pexpiretime(key))).toBe(now + 700_000);
+    await store.commit(record.id, { set: { n: 2 }, meta: { idleExpiresAt: now + 2_000_000 } });
+    expect(Number(await raw.pexpiretime(key))).toBe(now + 900_000);
+    await store.commit(record.id, { set: { n: 3 } });
+    expect(Number(await raw.pexpiretime(key))).toBe(now + 900_000);
+    expect(await raw.hget(key, "v")).toBe("5");
+    expect(await raw.hget(key, "idle")).toBe(String(now + 2_000_000));
   });
 
   it("an alias expires natively at the end of its grace window", async () => {

@@ -49,8 +49,8 @@ local function tagged(value)
 end
 `;
 
-function script(body: string): LuaScript {
-  const lua = `${PRELUDE}\n${body}`;
+function script(body: string, prelude = true): LuaScript {
+  const lua = prelude ? `${PRELUDE}\n${body}` : body;
   return { lua, sha: createHash("sha1").update(lua).digest("hex") };
 }
 
@@ -120,6 +120,34 @@ if not index then return version end
 if user == nil then user = m[5] end
 return {version, tagged(m[5]), tagged(user), exp or ''}
 `);
+
+/**
+ * The common commit, without COMMIT's helpers and argument scan: attributes set, the idle expiry moved,
+ * no field deleted, neither `exp` nor `user` changed (those update the user index). KEYS: hash. ARGV:
+ * ifVersion or '', the new `idle` or '', field, value, ... (few enough to unpack in one call). Returns
+ * the new version; -1 when the record is missing (or an alias), -2 on a version conflict, -3 when a rename
+ * mark is there (COMMIT decides whether it still holds). Redis runs a script's whole chunk on every call,
+ * so each helper COMMIT defines and each redis.call costs here: three calls, one HMGET, no closures.
+ */
+export const COMMIT_PLAIN = script(
+  `
+local key = KEYS[1]
+local m = redis.call('HMGET', key, 'v', 'ren', 'exp')
+local v = m[1]
+if not v then return -1 end
+if m[2] then return -3 end
+if ARGV[1] ~= '' and ARGV[1] ~= v then return -2 end
+local version = tonumber(v) + 1
+redis.call('HSET', key, 'v', string.format('%d', version), unpack(ARGV, 3))
+if ARGV[2] ~= '' then
+  local e, i = tonumber(m[3]), tonumber(ARGV[2])
+  if i < e then e = i end
+  redis.call('PEXPIREAT', key, string.format('%d', math.ceil(e)))
+end
+return version
+`,
+  false,
+);
 
 /** KEYS: hash. ARGV: idleExpiresAt. Moves the idle expiry and the native TTL; no version bump. */
 export const TOUCH = script(`
