@@ -1,11 +1,13 @@
 // One HTTP server of the HTTP bench, run in a child process so that the load generator (autocannon, in
 // the parent) and the server each have a core. Started by bench/http.ts with the scenario name and a key
 // prefix; it reports its port over IPC and cleans up its Redis keys when told to close.
+import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import fastifyCookie from "@fastify/cookie";
 import fastifySession from "@fastify/session";
 import { getRequestListener } from "@hono/node-server";
 import { RedisStore as ConnectRedisStore } from "connect-redis";
+import { parse as parseCookie, serialize as serializeCookie } from "cookie";
 import express, { type Request, type Response } from "express";
 import session from "express-session";
 import Fastify, { type FastifyRequest } from "fastify";
@@ -26,7 +28,7 @@ import { oneKbAttributes } from "./fixtures.js";
 
 /** Every server the bench can start. */
 const SCENARIOS = [
-  "node-plain",
+  "node-map",
   "node-stowage",
   "express-session",
   "express-stowage",
@@ -169,11 +171,21 @@ async function dropRedisPrefix(prefix: string): Promise<void> {
 async function start(scenario: Scenario, prefix: string): Promise<Started> {
   const nothing = async (): Promise<void> => {};
   switch (scenario) {
-    case "node-plain": {
-      let counter = 0;
-      const handler = (_req: IncomingMessage, res: ServerResponse): void => {
-        counter++;
-        res.end(String(counter));
+    case "node-map": {
+      // The limit of an in-memory session: a counter per cookie in a Map, no token, no store, no expiry.
+      const counters = new Map<string, number>();
+      const handler = (req: IncomingMessage, res: ServerResponse): void => {
+        if (req.url === "/login") {
+          const id = randomBytes(16).toString("base64url");
+          counters.set(id, 0);
+          res.setHeader("set-cookie", serializeCookie("sid", id, { httpOnly: true, path: "/" }));
+          res.end("ok");
+          return;
+        }
+        const id = parseCookie(req.headers.cookie ?? "").sid;
+        const n = (id === undefined ? 0 : (counters.get(id) ?? 0)) + 1;
+        if (id !== undefined) counters.set(id, n);
+        res.end(String(n));
       };
       return { server: createServer(handler), cleanup: nothing };
     }

@@ -125,12 +125,12 @@ export async function run(): Promise<GroupReport> {
         "The raw HGETALL runs on the store's own ioredis client (one connection, the options RedisStore" +
           " gives it). The store adds decoding the hash into a record (a JSON.parse per attribute), the" +
           " expiry check and the call's deadline; it also saves work the raw calls do not: the commands" +
-          " its calls issue in one tick go out in writes of 8 (the socket is corked until the next tick," +
-          " as node-redis does), where ioredis alone writes each command with its own syscall." +
+          " its calls issue in one tick go out in writes of up to 32 (the socket is corked until the" +
+          " turn's check phase), where ioredis alone writes each command with its own syscall." +
           " connect-redis v9 accepts only a node-redis (`redis` package) client, so the peer runs on" +
           " node-redis: the comparison includes the client library. A session is one hash in RedisStore" +
           " (commit = one EVALSHA that checks the version, HSETs the changed fields and the new version," +
-          " and moves the TTL only when an expiry changed) and one JSON string in connect-redis (set = SET" +
+          " and moves the TTL only when an expiry changed; the usual one runs the lean COMMIT_PLAIN) and one JSON string in connect-redis (set = SET" +
           " of the whole session with EX).",
       ],
     };
