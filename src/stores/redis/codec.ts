@@ -50,6 +50,10 @@ export interface EncodedDelta {
   set: string[];
   /** Fields to remove. */
   unset: string[];
+  /** The new idle expiry, when the delta moves it (COMMIT_PLAIN takes it apart from the pairs). */
+  idle: string | undefined;
+  /** Whether `exp` or `user` changes: the user index follows, so only COMMIT will do. */
+  indexed: boolean;
 }
 
 function attributeJson(key: string, value: JsonValue): string {
@@ -96,7 +100,7 @@ function metaValue(key: keyof MetaPatch, value: NonNullable<MetaPatch[keyof Meta
 
 /** The fields a delta changes, and nothing else. */
 export function encodeDelta(delta: SessionDelta): EncodedDelta {
-  const out: EncodedDelta = { set: [], unset: [] };
+  const out: EncodedDelta = { set: [], unset: [], idle: undefined, indexed: false };
   const set = delta.set;
   if (set !== undefined) {
     for (const key in set) {
@@ -110,8 +114,13 @@ export function encodeDelta(delta: SessionDelta): EncodedDelta {
       const value = meta[key as keyof MetaPatch];
       if (value === undefined) continue;
       const field = F[key as keyof MetaPatch];
+      if (field === F.expiresAt || field === F.userId) out.indexed = true;
       if (value === null) out.unset.push(field);
-      else out.set.push(field, metaValue(key as keyof MetaPatch, value));
+      else {
+        const text = metaValue(key as keyof MetaPatch, value);
+        if (field === F.idleExpiresAt) out.idle = text;
+        out.set.push(field, text);
+      }
     }
   }
   const unset = delta.unset;
