@@ -14,6 +14,9 @@ import { MemoryStore } from "../../src/stores/memory/index.js";
 import { vitest } from "../helpers/runner.js";
 
 runStoreConformance(vitest, "memory", () => new MemoryStore());
+// The same contract while the timer packs idle records every millisecond or two, so reads, commits,
+// renames and expiry meet records in both forms.
+runStoreConformance(vitest, "memory, packing every 1 ms", () => new MemoryStore({ sweepIntervalMs: 1 }));
 
 describe("MemoryStore", () => {
   const stores: MemoryStore[] = [];
@@ -67,6 +70,64 @@ describe("MemoryStore", () => {
     );
     store.touchNow(record.id, later + 1000, later); // past its expiry: a no-op, as for an unknown id
     expect(store.peekNow(record.id, later)).toBeUndefined();
+  });
+
+  it("packs a record nobody used for two sweep intervals; it reads back with every field", async () => {
+    const store = open({ sweepIntervalMs: 10 });
+    const now = Date.now();
+    const record = makeRecord({
+      userId: newUserId(),
+      lastLoginAt: now - 5,
+      language: "fr",
+      channel: { algorithm: "x25519-chacha20poly1305", sealedSecret: "sealed.secret" },
+      connection: { id: "c1", node: "n1", generation: 3, received: 7, key: "k".repeat(43) },
+      loginType: "robot",
+      level: 100,
+      // A time that does not count exactly from createdAt, and one that never comes.
+      rotatedAt: now + 0.1,
+      expiresAt: Number.POSITIVE_INFINITY,
+      attributes: { theme: "dark", nested: { list: [1, "two", null, { three: true }] }, ["__proto__"]: 1 },
+    });
+    await store.insert(record);
+    const lent = store.peekNow(record.id);
+    expect(lent).toEqual(record);
+    // In use: the same object again, until the timer has passed twice without it being unpacked anew.
+    expect(store.peekNow(record.id)).toBe(lent);
+    await waitFor(() => store.peekNow(record.id) !== lent, 3000, "packing");
+    expect(await store.get(record.id)).toEqual(record);
+    expect(Object.keys((await store.get(record.id))!.attributes)).toEqual(["theme", "nested", "__proto__"]);
+  });
+
+  it("a packed record keeps its version, user index, outbox and expiry; commits and renames apply to it", async () => {
+    const store = open({ sweepIntervalMs: 5, maxEntries: 10 });
+    const userId = newUserId();
+    const record = makeRecord({ userId, attributes: { a: 1 } });
+    await store.insert(record);
+    await store.outboxAppend(record.id, ["m1", "m2"], { maxMessages: 10, maxBytes: 1000 });
+    const packed = async () => {
+      const lent = store.peekNow(record.id);
+      await waitFor(() => store.peekNow(record.id) !== lent, 3000, "packing");
+      await sleep(30);
+    };
+    await packed();
+    expect(await store.commit(record.id, { set: { b: 2 }, unset: ["a"] }, { ifVersion: 1 })).toBe(2);
+    await packed();
+    expect((await store.get(record.id))!.attributes).toEqual({ b: 2 });
+    expect((await store.listByUser(userId)).map((r) => r.id)).toEqual([record.id]);
+    expect((await store.outboxRead(record.id, 0)).messages.map((m) => m.data)).toEqual(["m1", "m2"]);
+    await expectCode(store.commit(record.id, { set: { c: 3 } }, { ifVersion: 1 }), "VERSION_CONFLICT");
+
+    const renamed = makeRecord({ userId, attributes: { b: 2 } });
+    expect(await store.rename(record.id, renamed, { graceMs: 0 })).toBe(3);
+    expect((await store.listByUser(userId)).map((r) => r.id)).toEqual([renamed.id]);
+    // A packed record that expires leaves the user index with it.
+    await sleep(30);
+    await store.touch(renamed.id, Date.now() + 40);
+    await sleep(30);
+    await waitFor(async () => store.size === 0, 3000, "expiry");
+    expect(await store.listByUser(userId)).toEqual([]);
+    // listByUser skips dead ids anyway: the index itself must be empty.
+    expect((store as unknown as { users: { size: number } }).users.size).toBe(0);
   });
 
   it("without maxEntries keeps every record", async () => {

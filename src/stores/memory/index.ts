@@ -22,13 +22,14 @@ import { borrowRecord, copyMeta, copyRecord } from "./copy.js";
 import { type Expiring, ExpiryHeap } from "./heap.js";
 import { LruList, type LruNode } from "./lru.js";
 import { Outbox } from "./outbox.js";
+import { pack, packedUser, unpack } from "./pack.js";
 import { ShardedMap } from "./shards.js";
 
 /** Options for `MemoryStore`. */
 export interface MemoryStoreOptions {
   /** Most records kept; past it the least recently used one is evicted. @default Infinity */
   maxEntries?: number;
-  /** How often the background timer looks for expired records, in ms. @default 1000 */
+  /** How often the background timer removes expired records and packs idle ones, in ms. @default 1000 */
   sweepIntervalMs?: number;
 }
 
@@ -37,16 +38,21 @@ export interface MemoryStoreOptions {
 const BATCH_BUDGET_MS = 4;
 const CHECK_EVERY = 64;
 
-class RecordEntry implements Expiring, LruNode {
+// Four fields and nothing else: at a million sessions every field is 8 MB (bench: heap per session).
+class RecordEntry implements Expiring {
   heapIndex = -1;
+  constructor(
+    readonly id: string,
+    /** The record as an object while it is in use; its packed text (pack.ts) while it is idle. */
+    public body: SessionRecord | string,
+    public expiry: number,
+  ) {}
+}
+
+/** The entry of a store bounded by maxEntries, which also sits in the use-order list. */
+class ListedEntry extends RecordEntry implements LruNode {
   newer: LruNode | undefined = undefined;
   older: LruNode | undefined = undefined;
-  expiry: number;
-  /** The record's outbox, made on the first append; it goes with the entry. */
-  outbox: Outbox | undefined = undefined;
-  constructor(readonly record: SessionRecord) {
-    this.expiry = expiryOf(record);
-  }
 }
 
 class AliasEntry implements Expiring {
@@ -73,8 +79,9 @@ type Entry = RecordEntry | AliasEntry | LockEntry;
 /**
  * An in-process store: a Map of records, one expiry heap for records, rotation aliases and lock leases
  * (so expiring costs O(log n) per expired item and never a scan), an optional LRU bound, and copies in
- * and out so callers never share objects with the store. Expired records are removed by an unref'd timer
- * in time-bounded batches, so even a million records expiring together never stall the event loop.
+ * and out so callers never share objects with the store. An unref'd timer removes expired records in
+ * time-bounded batches, so even a million records expiring together never stall the event loop, and
+ * packs records nobody used for a sweep interval or two into one string each (pack.ts).
  *
  * @example
  * const sessions = createSessions({ store: new MemoryStore({ maxEntries: 100_000 }) });
@@ -88,11 +95,17 @@ export class MemoryStore implements SessionStore {
   private readonly heap = new ExpiryHeap<Entry>();
   private readonly listeners = new EventFanout();
   private readonly maxEntries: number;
-  /** Use order, kept only when maxEntries bounds the store. */
-  private readonly lru: LruList<RecordEntry> | undefined;
+  /** Use order, kept only when maxEntries bounds the store (then every entry is a ListedEntry). */
+  private readonly lru: LruList<ListedEntry> | undefined;
+  /** Outboxes by record id, made on the first append; one goes when its record goes. */
+  private readonly outboxes = new Map<string, Outbox>();
+  /** Entries unpacked since the last timer tick, and those unpacked in the tick before: packed next. */
+  private thawed: RecordEntry[] = [];
+  private cooling: RecordEntry[] = [];
   private readonly timer: NodeJS.Timeout;
   private fence = 0;
   private expiring = false;
+  private packing = false;
   private closed = false;
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -100,8 +113,11 @@ export class MemoryStore implements SessionStore {
     const maxEntries = check.count("maxEntries", Number.POSITIVE_INFINITY, { infinite: true });
     const sweepIntervalMs = check.ms("sweepIntervalMs", 1000);
     this.maxEntries = maxEntries;
-    this.lru = Number.isFinite(maxEntries) ? new LruList<RecordEntry>() : undefined;
-    this.timer = setInterval(() => this.expireInBackground(), sweepIntervalMs);
+    this.lru = Number.isFinite(maxEntries) ? new LruList<ListedEntry>() : undefined;
+    this.timer = setInterval(() => {
+      this.expireInBackground();
+      this.packInBackground();
+    }, sweepIntervalMs);
     this.timer.unref();
   }
 
@@ -116,33 +132,30 @@ export class MemoryStore implements SessionStore {
     if (this.live(record.id, now) || this.liveAlias(record.id, now)) {
       throw duplicate();
     }
-    this.add(new RecordEntry(copyRecord(record)));
+    // Packed at once: a new session is usually not read again in this process before the next request.
+    this.add(this.entry(record.id, pack(record), expiryOf(record)), record.userId);
   }
 
   async get(id: string): Promise<StoredRecord | undefined> {
-    return this.find(id, copyRecord);
+    return this.find(id, false);
   }
 
   /** Like `get`, lending the stored record instead of copying it: the load path's fast lane (see the store contract). */
   async peek(id: string): Promise<StoredRecord | undefined> {
-    return this.find(id, lend);
+    return this.find(id, true);
   }
 
   /** `peek`, answered at once (see `SyncLane`). */
   peekNow(id: string, now = Date.now()): StoredRecord | undefined {
-    return this.find(id, lend, now);
+    return this.find(id, true, now);
   }
 
-  private find(
-    id: string,
-    copy: (record: SessionRecord) => SessionRecord,
-    now = Date.now(),
-  ): StoredRecord | undefined {
+  private find(id: string, lending: boolean, now = Date.now()): StoredRecord | undefined {
     this.assertOpen();
     const entry = this.live(id, now);
     if (entry) {
       this.use(entry);
-      return copy(entry.record);
+      return lending ? this.thaw(entry) : this.copyOf(entry);
     }
     const alias = this.liveAlias(id, now);
     if (!alias) return undefined;
@@ -154,7 +167,7 @@ export class MemoryStore implements SessionStore {
     if (!target) return undefined;
     this.use(target);
     // A record of its own even when lending: `via` must not land on the stored one.
-    const out: StoredRecord = copy === lend ? borrowRecord(target.record) : copy(target.record);
+    const out: StoredRecord = lending ? borrowRecord(this.thaw(target)) : this.copyOf(target);
     out.via = { from: id, verifier: alias.verifier, until: alias.expiry };
     return out;
   }
@@ -168,12 +181,12 @@ export class MemoryStore implements SessionStore {
     this.assertOpen();
     const entry = this.live(id, now);
     if (!entry) throw ended();
-    const record = entry.record;
+    const record = this.thaw(entry);
     if (options?.ifVersion !== undefined && options.ifVersion !== record.version) throw conflict();
     const { set, unset, meta } = delta;
     if (set) for (const key of Object.keys(set)) setOwn(record.attributes, key, cloneJson(set[key]!));
     if (unset) for (const key of unset) delete record.attributes[key];
-    if (meta) this.applyMetaPatch(entry, meta);
+    if (meta) this.applyMetaPatch(entry, record, meta);
     record.version++;
     this.use(entry);
     return record.version;
@@ -184,16 +197,16 @@ export class MemoryStore implements SessionStore {
     const now = Date.now();
     const old = this.live(oldId, now);
     if (!old) throw ended();
-    if (options.ifVersion !== undefined && options.ifVersion !== old.record.version) throw conflict();
+    const { version, verifier } = this.recordOf(old);
+    if (options.ifVersion !== undefined && options.ifVersion !== version) throw conflict();
     if (newRecord.id === oldId || this.live(newRecord.id, now) || this.liveAlias(newRecord.id, now)) {
       throw duplicate();
     }
-    const record = copyRecord(newRecord);
-    record.version = old.record.version + 1;
+    const record = { ...newRecord, version: version + 1 };
     this.drop(old);
-    this.add(new RecordEntry(record));
+    this.add(this.entry(record.id, pack(record), expiryOf(record)), record.userId);
     if (options.graceMs > 0) {
-      this.addAlias(new AliasEntry(oldId, record.id, old.record.verifier, now + options.graceMs));
+      this.addAlias(new AliasEntry(oldId, record.id, verifier, now + options.graceMs));
     }
     return record.version;
   }
@@ -202,9 +215,9 @@ export class MemoryStore implements SessionStore {
     this.assertOpen();
     const entry = this.live(id, Date.now());
     // check runs synchronously on a copy, so nothing can change the record between check and removal.
-    if (!entry || !check(copyRecord(entry.record))) return undefined;
+    if (!entry || !check(this.copyOf(entry))) return undefined;
     this.drop(entry);
-    return entry.record;
+    return this.recordOf(entry);
   }
 
   async delete(id: string): Promise<boolean> {
@@ -224,8 +237,12 @@ export class MemoryStore implements SessionStore {
     this.assertOpen();
     const entry = this.live(id, now);
     if (!entry) return;
-    entry.record.idleExpiresAt = idleExpiresAt;
-    this.heap.update(entry, expiryOf(entry.record));
+    const body = entry.body;
+    // A packed record stays packed: a touch alone is not a sign that it is about to be read.
+    const record = typeof body === "string" ? unpack(entry.id, body) : body;
+    record.idleExpiresAt = idleExpiresAt;
+    if (record !== body) entry.body = pack(record);
+    this.heap.update(entry, expiryOf(record));
     this.use(entry);
   }
 
@@ -237,7 +254,7 @@ export class MemoryStore implements SessionStore {
     const out: SessionRecord[] = [];
     for (const id of [...ids]) {
       const entry = this.live(id, now);
-      if (entry) out.push(copyRecord(entry.record));
+      if (entry) out.push(this.copyOf(entry));
     }
     return out;
   }
@@ -290,7 +307,7 @@ export class MemoryStore implements SessionStore {
     let page: SessionRecord[] = [];
     for (const entry of this.records.values()) {
       if (entry.expiry <= Date.now()) continue;
-      page.push(copyRecord(entry.record));
+      page.push(this.copyOf(entry));
       if (page.length >= batch) {
         yield page;
         page = [];
@@ -304,19 +321,23 @@ export class MemoryStore implements SessionStore {
     this.assertOpen();
     const entry = this.live(id, Date.now());
     if (!entry) throw ended();
-    entry.outbox ??= new Outbox();
-    return entry.outbox.append(messages, limits);
+    let outbox = this.outboxes.get(id);
+    if (outbox === undefined) {
+      outbox = new Outbox();
+      this.outboxes.set(id, outbox);
+    }
+    return outbox.append(messages, limits);
   }
 
   async outboxRead(id: string, after: number, limit?: number): Promise<OutboxPage> {
     this.assertOpen();
-    const outbox = this.live(id, Date.now())?.outbox;
+    const outbox = this.live(id, Date.now()) && this.outboxes.get(id);
     return outbox ? outbox.read(after, limit) : { messages: [], last: 0, droppedThrough: 0 };
   }
 
   async outboxTrim(id: string, through: number): Promise<void> {
     this.assertOpen();
-    this.live(id, Date.now())?.outbox?.trim(through);
+    if (this.live(id, Date.now())) this.outboxes.get(id)?.trim(through);
   }
 
   async publish(event: StoreEvent): Promise<void> {
@@ -341,8 +362,11 @@ export class MemoryStore implements SessionStore {
     this.aliases.clear();
     this.locks.clear();
     this.users.clear();
+    this.outboxes.clear();
     this.heap.clear();
     this.lru?.clear();
+    this.thawed = [];
+    this.cooling = [];
   }
 
   private assertOpen(): void {
@@ -367,16 +391,43 @@ export class MemoryStore implements SessionStore {
   }
 
   private use(entry: RecordEntry): void {
-    this.lru?.touch(entry);
+    this.lru?.touch(entry as ListedEntry);
   }
 
-  private add(entry: RecordEntry): void {
-    const { id, userId } = entry.record;
+  private entry(id: string, body: string, expiry: number): RecordEntry {
+    return this.lru ? new ListedEntry(id, body, expiry) : new RecordEntry(id, body, expiry);
+  }
+
+  /** The entry's record as an object, kept so (until a packing pass or two) if it was packed. */
+  private thaw(entry: RecordEntry): SessionRecord {
+    const body = entry.body;
+    // Fast path: a record in use is an object already.
+    if (typeof body !== "string") return body;
+    const record = unpack(entry.id, body);
+    entry.body = record;
+    this.thawed.push(entry);
+    return record;
+  }
+
+  /** The entry's record as an object, without keeping it unpacked: for one that is about to go. */
+  private recordOf(entry: RecordEntry): SessionRecord {
+    const body = entry.body;
+    return typeof body === "string" ? unpack(entry.id, body) : body;
+  }
+
+  /** A copy of the entry's record that the caller may keep: a packed one unpacks into new objects. */
+  private copyOf(entry: RecordEntry): SessionRecord {
+    const body = entry.body;
+    return typeof body === "string" ? unpack(entry.id, body) : copyRecord(body);
+  }
+
+  private add(entry: RecordEntry, userId: string | undefined): void {
+    const id = entry.id;
     this.records.set(id, entry);
     this.heap.push(entry);
     if (userId !== undefined) this.index(userId, id);
     if (!this.lru) return;
-    this.lru.add(entry);
+    this.lru.add(entry as ListedEntry);
     while (this.records.size > this.maxEntries) {
       const oldest = this.lru.leastRecent;
       if (oldest === undefined) break;
@@ -387,12 +438,17 @@ export class MemoryStore implements SessionStore {
   }
 
   private drop(entry: RecordEntry): void {
-    const { id, userId } = entry.record;
+    const id = entry.id;
     this.heap.remove(entry);
     if (this.records.get(id) === entry) {
       this.records.delete(id);
-      this.lru?.remove(entry);
+      this.lru?.remove(entry as ListedEntry);
+      if (this.outboxes.size > 0) this.outboxes.delete(id);
     }
+    // A packed record is parsed for its user only when some record has one.
+    if (this.users.size === 0) return;
+    const body = entry.body;
+    const userId = typeof body === "string" ? packedUser(body) : body.userId;
     if (userId !== undefined) this.unindex(userId, id);
   }
 
@@ -413,8 +469,7 @@ export class MemoryStore implements SessionStore {
     if (this.locks.get(lock.id) === lock) this.locks.delete(lock.id);
   }
 
-  private applyMetaPatch(entry: RecordEntry, meta: MetaPatch): void {
-    const record = entry.record;
+  private applyMetaPatch(entry: RecordEntry, record: SessionRecord, meta: MetaPatch): void {
     if (onlyIdle(meta)) {
       // The patch nearly every commit carries: the idle refresh alone.
       record.idleExpiresAt = meta.idleExpiresAt!;
@@ -424,8 +479,8 @@ export class MemoryStore implements SessionStore {
     const userBefore = record.userId;
     applyMeta(record, copyMeta(meta));
     if (record.userId !== userBefore) {
-      if (userBefore !== undefined) this.unindex(userBefore, record.id);
-      if (record.userId !== undefined) this.index(record.userId, record.id);
+      if (userBefore !== undefined) this.unindex(userBefore, entry.id);
+      if (record.userId !== undefined) this.index(record.userId, entry.id);
     }
     this.heap.update(entry, expiryOf(record));
   }
@@ -482,6 +537,34 @@ export class MemoryStore implements SessionStore {
     };
     step();
   }
+
+  /**
+   * Packs the records unpacked two ticks ago, in batches of at most one budget: a record in use stays an
+   * object for one to two sweep intervals after its first read, then costs one parse on its next.
+   */
+  private packInBackground(): void {
+    if (this.packing || this.closed) return;
+    const batch = this.cooling;
+    this.cooling = this.thawed;
+    this.thawed = [];
+    if (batch.length === 0) return;
+    this.packing = true;
+    let next = 0;
+    const step = (): void => {
+      const deadline = performance.now() + BATCH_BUDGET_MS;
+      while (next < batch.length && !this.closed) {
+        const entry = batch[next++]!;
+        const body = entry.body;
+        if (typeof body !== "string" && this.records.get(entry.id) === entry) entry.body = pack(body);
+        if (next % CHECK_EVERY === 0 && performance.now() >= deadline) {
+          setImmediate(step);
+          return;
+        }
+      }
+      this.packing = false;
+    };
+    step();
+  }
 }
 
 function copyEvent(event: StoreEvent): StoreEvent {
@@ -497,11 +580,6 @@ function yieldToEventLoop(): Promise<void> {
 }
 
 /** True when a meta patch moves the idle expiry and nothing else. */
-/** The stored record itself, for `peek`: the store never changes an attribute value in place. */
-function lend(record: SessionRecord): SessionRecord {
-  return record;
-}
-
 function onlyIdle(meta: MetaPatch): boolean {
   for (const key in meta) {
     if (key !== "idleExpiresAt" && meta[key as keyof MetaPatch] !== undefined) return false;
