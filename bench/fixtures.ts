@@ -30,6 +30,11 @@ export function oneKbAttributes(): Attributes {
   };
 }
 
+/** The small session of the HTTP bench's small-session pairs: three short attributes. */
+export function smallSession(): Attributes {
+  return { theme: "dark", lang: "en", plan: "free" };
+}
+
 /** Three small attributes, for the million-session memory figure. */
 export function smallAttributes(i: number): Attributes {
   return { userId: `u${i}`, theme: "dark", visits: i % 100 };

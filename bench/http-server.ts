@@ -24,7 +24,7 @@ import { sessionMiddleware as stowageHono } from "stowage/hono";
 import { withSessions } from "stowage/http";
 import { RedisStore } from "stowage/redis";
 import { dropPrefix } from "./common.js";
-import { oneKbAttributes } from "./fixtures.js";
+import { oneKbAttributes, smallSession } from "./fixtures.js";
 
 /** Every server the bench can start. */
 const SCENARIOS = [
@@ -71,6 +71,9 @@ function stowageRoute(url: string | undefined, s: Session): string | Promise<str
     case "/login":
       for (const [k, v] of Object.entries(oneKbAttributes())) s.set(k, v);
       return "ok";
+    case "/login-small":
+      for (const [k, v] of Object.entries(smallSession())) s.set(k, v);
+      return "ok";
     case "/update":
       return s.update("counter", (n) => ((n as number | undefined) ?? 0) + 1).then(String);
     case "/key":
@@ -95,6 +98,9 @@ function expressSessionRoute(url: string | undefined, s: Attributes): string {
   switch (path) {
     case "/login":
       Object.assign(s, oneKbAttributes());
+      return "ok";
+    case "/login-small":
+      Object.assign(s, smallSession());
       return "ok";
     case "/key":
       s[keyOf(url)] = true;
@@ -153,8 +159,9 @@ function getSetRoute(
   s: { get(key: string): unknown; set(key: string, value: unknown): void },
 ) {
   const path = (url ?? "/").split("?")[0];
-  if (path === "/login") {
-    for (const [k, v] of Object.entries(oneKbAttributes())) s.set(k, v);
+  if (path === "/login" || path === "/login-small") {
+    const attributes = path === "/login" ? oneKbAttributes() : smallSession();
+    for (const [k, v] of Object.entries(attributes)) s.set(k, v);
     return "ok";
   }
   const n = ((s.get("counter") as number | undefined) ?? 0) + 1;

@@ -46,11 +46,11 @@ async function stopServer(server: Running): Promise<void> {
   clearTimeout(timer);
 }
 
-/** Starts `count` sessions through the server's own /login and returns their Cookie headers. */
-async function login(url: string, count: number): Promise<string[]> {
+/** Starts `count` sessions through the server's own /login (1 KB) or /login-small and returns their Cookie headers. */
+async function login(url: string, count: number, small = false): Promise<string[]> {
   const cookies: string[] = [];
   for (let i = 0; i < count; i++) {
-    const response = await fetch(`${url}/login`);
+    const response = await fetch(`${url}/login${small ? "-small" : ""}`);
     await response.text();
     const cookie = response.headers.getSetCookie()[0]?.split(";")[0];
     cookies.push(cookie ?? "");
@@ -111,14 +111,22 @@ async function cpuPerRequest(server: Running): Promise<number> {
   return message.cpuMicrosPerRequest;
 }
 
-/** Measures two servers under the same load, interleaved so drift hits both alike; `create`: new sessions only. */
-async function pair(a: string, b: string, tag: string, create = false, onRedis = false): Promise<PairResult> {
+/** How a pair runs: new sessions only, with redis-server's CPU read, or on small sessions instead of 1 KB. */
+interface PairOptions {
+  create?: boolean;
+  onRedis?: boolean;
+  small?: boolean;
+}
+
+/** Measures two servers under the same load, interleaved so drift hits both alike. */
+async function pair(a: string, b: string, tag: string, options: PairOptions): Promise<PairResult> {
+  const { create = false, onRedis = false, small = false } = options;
   const servers = [await startServer(a, `${tag}a:`), await startServer(b, `${tag}b:`)] as const;
   const redis = onRedis ? new Redis(REDIS_URL) : undefined;
   try {
     const cookies = create
       ? [[], []]
-      : [await login(servers[0].url, CONNECTIONS), await login(servers[1].url, CONNECTIONS)];
+      : [await login(servers[0].url, CONNECTIONS, small), await login(servers[1].url, CONNECTIONS, small)];
     if (!create && cookies[0]!.some((c) => c === "")) throw new Error(`${a} set no cookie`);
     if (!create && cookies[1]!.some((c) => c === "")) throw new Error(`${b} set no cookie`);
     await load(servers[0].url, cookies[0]!, WARMUP_SECONDS);
@@ -148,21 +156,15 @@ async function pair(a: string, b: string, tag: string, create = false, onRedis =
 }
 
 /** `pair` run PROCESS_PAIRS times on fresh processes; rates and CPU are the means. */
-async function pairs(
-  a: string,
-  b: string,
-  tag: string,
-  create = false,
-  onRedis = false,
-): Promise<PairResult> {
+async function pairs(a: string, b: string, tag: string, options: PairOptions = {}): Promise<PairResult> {
   const runs: PairResult[] = [];
-  for (let i = 0; i < PROCESS_PAIRS; i++) runs.push(await pair(a, b, `${tag}${i}`, create, onRedis));
+  for (let i = 0; i < PROCESS_PAIRS; i++) runs.push(await pair(a, b, `${tag}${i}`, options));
   const mean = (pick: (r: PairResult) => number) => runs.reduce((sum, r) => sum + pick(r), 0) / runs.length;
   const result: PairResult = {
     rates: [mean((r) => r.rates[0]), mean((r) => r.rates[1])],
     cpu: [mean((r) => r.cpu[0]), mean((r) => r.cpu[1])],
   };
-  if (onRedis) result.redis = [mean((r) => r.redis![0]), mean((r) => r.redis![1])];
+  if (options.onRedis) result.redis = [mean((r) => r.redis![0]), mean((r) => r.redis![1])];
   return result;
 }
 
@@ -290,12 +292,19 @@ export async function run(): Promise<GroupReport> {
   const tag = `stowage-bench-http-${randomBytes(4).toString("hex")}`;
   const node = await pairs("node-map", "node-stowage", `${tag}-n`);
   const memory = await pairs("express-session", "express-stowage", `${tag}-m`);
-  const redis = await pairs("express-session-redis", "express-stowage-redis", `${tag}-r`, false, true);
+  const smallMemory = await pairs("express-session", "express-stowage", `${tag}-ms`, { small: true });
+  const redis = await pairs("express-session-redis", "express-stowage-redis", `${tag}-r`, { onRedis: true });
+  const smallRedis = await pairs("express-session-redis", "express-stowage-redis", `${tag}-rs`, {
+    onRedis: true,
+    small: true,
+  });
   const dropIn = await pairs("express-session", "express-dropin", `${tag}-d`);
-  const dropInRedis = await pairs("express-session-redis", "express-dropin-redis", `${tag}-e`, false, true);
+  const dropInRedis = await pairs("express-session-redis", "express-dropin-redis", `${tag}-e`, {
+    onRedis: true,
+  });
   const fastify = await pairs("fastify-session", "fastify-stowage", `${tag}-f`);
   const hono = await pairs("hono-sessions", "hono-stowage", `${tag}-h`);
-  const creation = await pairs("express-session", "express-stowage", `${tag}-c`, true);
+  const creation = await pairs("express-session", "express-stowage", `${tag}-c`, { create: true });
   const contrastRows = await lostUpdates();
   return {
     group: "http",
@@ -315,9 +324,23 @@ export async function run(): Promise<GroupReport> {
         peer: ["express-session", "express-session"],
         goal: 1.5,
       }),
+      ...pairRows(smallMemory, {
+        metric: "express + stowage vs express + express-session (MemoryStore), small sessions",
+        cpu: "express server CPU per request (MemoryStore, small sessions)",
+        ours: ["sessionMiddleware", "stowage"],
+        peer: ["express-session", "express-session"],
+        goal: 1.5,
+      }),
       ...pairRows(redis, {
         metric: "express + stowage (RedisStore) vs express-session + connect-redis",
         cpu: "express server CPU per request (Redis)",
+        ours: ["sessionMiddleware", "stowage"],
+        peer: ["express-session + connect-redis", "express-session + connect-redis"],
+        goal: 1.4,
+      }),
+      ...pairRows(smallRedis, {
+        metric: "express + stowage (RedisStore) vs express-session + connect-redis, small sessions",
+        cpu: "express server CPU per request (Redis, small sessions)",
         ours: ["sessionMiddleware", "stowage"],
         peer: ["express-session + connect-redis", "express-session + connect-redis"],
         goal: 1.4,
@@ -351,6 +374,13 @@ export async function run(): Promise<GroupReport> {
         "connect-redis",
         1,
       ),
+      redisRow(
+        "redis-server work per request, small sessions: express + stowage (RedisStore) vs express-session + connect-redis",
+        smallRedis,
+        "RedisStore",
+        "connect-redis",
+        1,
+      ),
       ...pairRows(fastify, {
         metric: "fastify + stowage vs fastify + @fastify/session (MemoryStore)",
         cpu: "fastify server CPU per request (MemoryStore)",
@@ -378,7 +408,8 @@ export async function run(): Promise<GroupReport> {
     notes: [
       `autocannon (programmatic) in the bench process, each server in its own child process: ${CONNECTIONS}` +
         " connections, each with its own session (50 sessions created through the server's /login, each" +
-        " holding the same ~1 KB of attributes, then one cookie given to each connection in `setupClient`)." +
+        " holding the same ~1 KB of attributes, then one cookie given to each connection in `setupClient`;" +
+        " the small-session pairs log in through /login-small, three short attributes)." +
         ` Each request increments a counter in its session and answers it. Per pair: ${WARMUP_SECONDS} s` +
         ` warm-up on each server, then ${ROUND_SECONDS} s runs in the order A B B A A B B A; all of it done` +
         ` ${PROCESS_PAIRS} times with both servers in fresh processes; the figure is the mean.`,
