@@ -5,6 +5,7 @@ import {
   freePort,
   type RedisProcess,
   redisCli,
+  redisCliWithin,
   startRedisServer,
   stopRedisServer,
   until,
@@ -51,7 +52,10 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
         ]),
       );
     }
-    await redisCli(
+    // The join polls the nodes once a second until they agree: on a busy 2-core machine (the whole
+    // suite running) that has taken more than redisCli's 10 s.
+    await redisCliWithin(
+      60_000,
       ports[0]!,
       "--cluster",
       "create",

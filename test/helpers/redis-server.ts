@@ -39,8 +39,13 @@ export async function freePort(options: { clusterBus?: boolean; avoid?: number[]
 
 /** Runs redis-cli against a loopback port; resolves its stdout. */
 export async function redisCli(port: number, ...args: string[]): Promise<string> {
+  return redisCliWithin(10_000, port, ...args);
+}
+
+/** `redisCli` with a time limit of its own, for a command that waits on the servers (a cluster join). */
+export async function redisCliWithin(timeoutMs: number, port: number, ...args: string[]): Promise<string> {
   const { stdout } = await exec("redis-cli", ["-h", "127.0.0.1", "-p", String(port), ...args], {
-    timeout: 10_000,
+    timeout: timeoutMs,
   });
   return stdout;
 }
