@@ -55,6 +55,11 @@ function keyOf(url: string | undefined): string {
   return `k${new URL(url ?? "/", "http://x").searchParams.get("k") ?? ""}`;
 }
 
+/** What a login puts in the session: ~1 KB through /login, three short attributes through /login-small. */
+function loginAttributes(path: string): Attributes {
+  return path === "/login-small" ? smallSession() : oneKbAttributes();
+}
+
 function countKeys(keys: string[]): number {
   return keys.filter((k) => /^k\d+$/.test(k)).length;
 }
@@ -69,10 +74,8 @@ function stowageRoute(url: string | undefined, s: Session): string | Promise<str
   const path = (url ?? "/").split("?")[0];
   switch (path) {
     case "/login":
-      for (const [k, v] of Object.entries(oneKbAttributes())) s.set(k, v);
-      return "ok";
     case "/login-small":
-      for (const [k, v] of Object.entries(smallSession())) s.set(k, v);
+      for (const [k, v] of Object.entries(loginAttributes(path))) s.set(k, v);
       return "ok";
     case "/update":
       return s.update("counter", (n) => ((n as number | undefined) ?? 0) + 1).then(String);
@@ -97,10 +100,8 @@ function expressSessionRoute(url: string | undefined, s: Attributes): string {
   const path = (url ?? "/").split("?")[0];
   switch (path) {
     case "/login":
-      Object.assign(s, oneKbAttributes());
-      return "ok";
     case "/login-small":
-      Object.assign(s, smallSession());
+      Object.assign(s, loginAttributes(path));
       return "ok";
     case "/key":
       s[keyOf(url)] = true;
@@ -160,8 +161,7 @@ function getSetRoute(
 ) {
   const path = (url ?? "/").split("?")[0];
   if (path === "/login" || path === "/login-small") {
-    const attributes = path === "/login" ? oneKbAttributes() : smallSession();
-    for (const [k, v] of Object.entries(attributes)) s.set(k, v);
+    for (const [k, v] of Object.entries(loginAttributes(path))) s.set(k, v);
     return "ok";
   }
   const n = ((s.get("counter") as number | undefined) ?? 0) + 1;

@@ -1,5 +1,5 @@
 import { cloneAttributes } from "../../core/json.js";
-import type { Attributes, MetaPatch, SessionRecord } from "../../core/record.js";
+import type { Attributes, ChannelState, MetaPatch, SessionRecord } from "../../core/record.js";
 
 /**
  * A deep copy of a record with exactly the fields of SessionRecord: extra properties a caller left on
@@ -33,17 +33,20 @@ function recordWith(source: SessionRecord, attributes: Attributes): SessionRecor
   if (source.userId !== undefined) out.userId = source.userId;
   if (source.lastLoginAt !== undefined) out.lastLoginAt = source.lastLoginAt;
   if (source.language !== undefined) out.language = source.language;
-  if (source.channel)
-    out.channel = { algorithm: source.channel.algorithm, sealedSecret: source.channel.sealedSecret };
+  if (source.channel) out.channel = copyChannel(source.channel);
   if (source.connection) out.connection = { ...source.connection };
   return out;
+}
+
+/** Only the fields of ChannelState, so nothing a caller left on the object is kept. */
+export function copyChannel(channel: ChannelState): ChannelState {
+  return { algorithm: channel.algorithm, sealedSecret: channel.sealedSecret };
 }
 
 /** A copy of a meta patch whose object-valued fields are not shared with the caller. */
 export function copyMeta(meta: MetaPatch): MetaPatch {
   const out: MetaPatch = { ...meta };
-  if (meta.channel)
-    out.channel = { algorithm: meta.channel.algorithm, sealedSecret: meta.channel.sealedSecret };
+  if (meta.channel) out.channel = copyChannel(meta.channel);
   if (meta.connection) out.connection = { ...meta.connection };
   return out;
 }

@@ -238,11 +238,10 @@ export class MemoryStore implements SessionStore {
     this.assertOpen();
     const entry = this.live(id, now);
     if (!entry) return;
-    const body = entry.body;
     // A packed record stays packed: a touch alone is not a sign that it is about to be read.
-    const record = typeof body === "string" ? unpack(entry.id, body) : body;
+    const record = this.recordOf(entry);
     record.idleExpiresAt = idleExpiresAt;
-    if (record !== body) entry.body = pack(record);
+    if (record !== entry.body) entry.body = pack(record);
     this.heap.update(entry, expiryOf(record));
     this.use(entry);
   }

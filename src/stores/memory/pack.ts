@@ -1,4 +1,5 @@
 import type { Attributes, ChannelState, ConnectionRef, LoginType, SessionRecord } from "../../core/record.js";
+import { copyChannel } from "./copy.js";
 
 // A record at rest, as one JSON array. The id is left out (the Map key holds it), fields go by position
 // instead of by name, the other three times count from createdAt (7 digits instead of 13), the login
@@ -50,7 +51,7 @@ export function pack(record: SessionRecord): string {
   if (record.userId !== undefined) packed[9] = record.userId;
   if (record.lastLoginAt !== undefined) packed[10] = record.lastLoginAt;
   if (record.language !== undefined) packed[11] = record.language;
-  if (record.channel !== undefined) packed[12] = channelOf(record.channel);
+  if (record.channel !== undefined) packed[12] = copyChannel(record.channel);
   if (record.connection !== undefined) packed[13] = { ...record.connection };
   const text = JSON.stringify(packed);
   // JSON.stringify returns a rope of up to a few pieces (96 B more than the text at ~170 characters);
@@ -98,9 +99,4 @@ function since(base: number, time: number): Since {
 
 function at(base: number, since: Since): number {
   return typeof since === "number" ? base + since : Number(since);
-}
-
-/** Only the fields of ChannelState, in their order, so the text holds nothing a caller left on it. */
-function channelOf(channel: ChannelState): ChannelState {
-  return { algorithm: channel.algorithm, sealedSecret: channel.sealedSecret };
 }
