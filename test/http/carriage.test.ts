@@ -1,6 +1,6 @@
-import { parseCookie, parseSetCookie } from "cookie";
+import { parseCookie, parseSetCookie, stringifySetCookie } from "cookie";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { isStowageError } from "../../src/core/errors.js";
 import { issueToken } from "../../src/core/tokens.js";
 import {
@@ -215,6 +215,49 @@ describe("Set-Cookie serialization", () => {
     expect(raw).not.toContain("Max-Age");
     expect(raw).not.toContain("Expires");
     expect(raw).toContain("SameSite=Strict");
+  });
+
+  it("spells every cookie exactly as the cookie library does, for any options and expiry", () => {
+    // One clock for both spellings, so Max-Age cannot differ by a second that ticked in between.
+    const now = Date.now();
+    const clock = vi.spyOn(Date, "now").mockReturnValue(now);
+    onTestFinished(() => clock.mockRestore());
+    fc.assert(
+      fc.property(
+        fc.record({
+          cookieName: fc.constantFrom("sid", "app_session"),
+          sameSite: fc.constantFrom("lax", "strict", "none") as fc.Arbitrary<"lax" | "strict" | "none">,
+          path: fc.constantFrom("/", "/app", "/a/b"),
+          domain: fc.constantFrom(undefined, "example.com"),
+          persistent: fc.boolean(),
+        }),
+        fc.boolean(),
+        fc.integer({ min: -86_400_000, max: 400 * 86_400_000 }),
+        (options, secure, offset) => {
+          const c = carriage({ ...options, secure: "auto" });
+          const expiresAt = now + offset;
+          const attributes = {
+            httpOnly: true,
+            sameSite: options.sameSite,
+            path: options.path,
+            ...(options.domain === undefined ? {} : { domain: options.domain }),
+            secure,
+          } as const;
+          const expected = stringifySetCookie(
+            c.cookieName(secure),
+            token,
+            options.persistent
+              ? {
+                  ...attributes,
+                  maxAge: Math.max(0, Math.floor(offset / 1000)),
+                  expires: new Date(expiresAt),
+                }
+              : attributes,
+          );
+          expect(c.serialize(token, expiresAt, secure)).toBe(expected);
+        },
+      ),
+    );
   });
 
   it("a past expiry gives Max-Age=0, never a negative one", () => {
