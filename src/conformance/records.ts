@@ -57,6 +57,39 @@ export function recordTests({ it, expect }: ConformanceRunner, getStore: StoreGe
     expect(await store.get(record.id)).toEqual(record);
   });
 
+  it("insertEncoded, where a store has it, stores values given as JSON text as insert stores them", async () => {
+    const store = getStore();
+    if (!store.insertEncoded) return;
+    const now = Date.now();
+    const record = makeRecord({
+      userId: newUserId(),
+      lastLoginAt: now - 1000,
+      language: "fr",
+      connection: { id: "c1", node: "n1", generation: 1, received: 0, key: "k0" },
+      attributes: { count: 3, theme: "dark" },
+    });
+    const cart = [{ sku: "A1", qty: 2, title: 'say "hi"\n' }];
+    const encoded: Record<string, string> = { cart: JSON.stringify(cart), "ünïcødé 🎉": '{"deep":{"a":[]}}' };
+    Object.defineProperty(encoded, "__proto__", { value: '{"own":true}', enumerable: true });
+    await store.insertEncoded(record, encoded);
+    const expected = {
+      ...record,
+      attributes: { count: 3, theme: "dark", cart, "ünïcødé 🎉": { deep: { a: [] } } },
+    };
+    Object.defineProperty(expected.attributes, "__proto__", { value: { own: true }, enumerable: true });
+    const got = await store.get(record.id);
+    expect(got).toEqual(expected);
+    expect(Object.hasOwn(got!.attributes, "__proto__")).toBe(true);
+    expect(Object.getPrototypeOf(got!.attributes)).toBe(Object.prototype);
+    // Only encoded values, and a minimal record.
+    const bare = makeRecord({ attributes: {} });
+    await store.insertEncoded(bare, { list: "[1,2]" });
+    expect((await store.get(bare.id))?.attributes).toEqual({ list: [1, 2] });
+    await expectCode(store.insertEncoded(makeRecord({ id: record.id }), { x: "1" }), "DUPLICATE_ID");
+    await expectCode(store.insert(makeRecord({ id: bare.id })), "DUPLICATE_ID");
+    expect(await store.get(record.id)).toEqual(expected);
+  });
+
   it("returns undefined for an unknown id", async () => {
     expect(await getStore().get(makeRecord().id)).toBeUndefined();
   });

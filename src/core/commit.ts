@@ -1,6 +1,6 @@
 import { isStowageError, replacedError, StowageError } from "./errors.js";
 import type { SessionEvents } from "./events.js";
-import { setOwn } from "./json.js";
+import { decodeInto, setOwn } from "./json.js";
 import type { Attributes } from "./record.js";
 import { applyRecordMeta, mergeRecord, toRecord } from "./record-map.js";
 import {
@@ -210,10 +210,21 @@ export class CommitEngine {
 
   async #insert(s: SessionState): Promise<boolean> {
     if (!s.dirty) return false;
-    await this.#store.insert(toRecord(s));
+    const record = toRecord(s);
+    const encoded = s.encoded;
+    // The insert writes the whole session as it is now; what changes while it is in flight is pending
+    // for the next commit. A failed insert leaves the session to be inserted whole again.
+    clearPending(s);
+    try {
+      if (encoded === undefined || !hasKeys(encoded)) await this.#store.insert(record);
+      else if (this.#store.insertEncoded) await this.#store.insertEncoded(record, { ...encoded });
+      else await this.#store.insert({ ...record, attributes: decodeInto(record.attributes, encoded) });
+    } catch (error) {
+      s.dirty = true;
+      throw error;
+    }
     s.storedId = s.id;
     s.version = 1;
-    clearPending(s);
     this.#host.stats.created++;
     this.#host.emit("created", { id: s.id, ...(s.userId === undefined ? {} : { userId: s.userId }) });
     return true;

@@ -27,6 +27,25 @@ export function jsonText(value: JsonValue): string {
     : JSON.stringify(value);
 }
 
+/**
+ * The JSON text of an attribute bag whose values in `encoded` are JSON text already (see
+ * `SessionStore.insertEncoded`): those go in as they are, the others are serialized.
+ */
+export function attributesJson(attributes: Attributes, encoded: Record<string, string>): string {
+  let text = "";
+  for (const key of Object.keys(attributes)) {
+    text += `,${JSON.stringify(key)}:${jsonText(attributes[key]!)}`;
+  }
+  for (const key of Object.keys(encoded)) text += `,${JSON.stringify(key)}:${encoded[key]}`;
+  return text === "" ? "{}" : `{${text.slice(1)}}`;
+}
+
+/** `attributes` with the values in `encoded` parsed into it, for a store without `insertEncoded`. */
+export function decodeInto(attributes: Attributes, encoded: Record<string, string>): Attributes {
+  for (const key of Object.keys(encoded)) setOwn(attributes, key, JSON.parse(encoded[key]!) as JsonValue);
+  return attributes;
+}
+
 function assertJson(value: unknown, key: string, seen: Set<object>): asserts value is JsonValue {
   switch (typeof value) {
     case "string":

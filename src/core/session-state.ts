@@ -227,6 +227,13 @@ export function setAttribute(s: SessionState, key: string, value: JsonValue): vo
   }
 }
 
+/** Keeps a never-stored session's value as its JSON text (see `Session#write`), in place of any earlier one. */
+export function setEncoded(s: SessionState, key: string, json: string): void {
+  delete s.attributes[key];
+  s.encoded ??= {};
+  setOwn(s.encoded, key, json);
+}
+
 export function pendingOf(s: SessionState): Map<string, JsonValue | typeof UNSET> {
   if (s.pending === undefined) s.pending = new Map();
   return s.pending;

@@ -13,6 +13,7 @@ import {
   readAttribute,
   type SessionState,
   setAttribute,
+  setEncoded,
   state,
   UNSET,
 } from "./session-state.js";
@@ -380,12 +381,25 @@ export class Session<A extends object = Attributes> {
       sizes.set(key, size);
       s.totalBytes = total;
     }
+    s.dirty = true;
+    if (typeof value !== "object" || value === null) {
+      setAttribute(s, key, value as JsonValue);
+      pendingOf(s).set(key, value as JsonValue);
+      return;
+    }
+    if (s.storedId === undefined && s.queued === 0) {
+      // Fast path (bench: creating a session): a new session keeps an object as its JSON text, which is
+      // a private copy already. Its insert hands the text to the store (`insertEncoded`) and only a read
+      // parses it, so a store that keeps JSON never serializes the value a second time. Nothing is
+      // pending for a session never stored: the insert writes it whole. While its insert is in flight,
+      // a write is pending as on a stored session, for the commit after it.
+      setEncoded(s, key, json);
+      return;
+    }
     // Store a private copy so later mutation of the caller's object cannot change the session.
-    const copy =
-      typeof value === "object" && value !== null ? (JSON.parse(json) as JsonValue) : (value as JsonValue);
+    const copy = JSON.parse(json) as JsonValue;
     setAttribute(s, key, copy);
     pendingOf(s).set(key, copy);
-    s.dirty = true;
   }
 
   /**

@@ -126,6 +126,12 @@ export interface SessionStore {
   readonly name: string;
   /** Inserts a new record; DUPLICATE_ID when the id (or a live alias of it) exists. */
   insert(record: SessionRecord): Promise<void>;
+  /**
+   * Optional fast lane for inserting: `insert` of the record whose attributes are `record.attributes`
+   * plus the ones in `encoded`, given as their JSON text (a new session serialized each value when it was
+   * set), so a store that keeps JSON does not serialize them again. A key is in one of the two, never both.
+   */
+  insertEncoded?(record: SessionRecord, encoded: Record<string, string>): Promise<void>;
   /** The record, or undefined; follows a rotation alias inside its grace window (see `StoredRecord.via`). */
   get(id: string): Promise<StoredRecord | undefined>;
   /**

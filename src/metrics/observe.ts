@@ -23,6 +23,7 @@ export interface StoreObserver {
 
 const OPERATIONS = [
   "insert",
+  "insertEncoded",
   "get",
   "peek",
   "commit",
@@ -41,6 +42,8 @@ const OPERATIONS = [
   "subscribe",
 ] as const;
 const SYNC_OPERATIONS = ["peekNow", "commitNow", "touchNow"] as const;
+/** Lanes reported as the operation they stand for: a new session's insert is an insert, however it goes. */
+const REPORTED_AS: Record<string, string> = { insertEncoded: "insert" };
 
 const observed = new WeakMap<SessionStore, Set<StoreObserver>>();
 
@@ -59,9 +62,10 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
     for (const operation of OPERATIONS) {
       const original = target[operation];
       if (typeof original !== "function") continue;
+      const reported = REPORTED_AS[operation] ?? operation;
       target[operation] = function (this: unknown, ...args: unknown[]) {
         if (set.size === 0) return original.apply(store, args);
-        const call = begin(set, operation, store.name);
+        const call = begin(set, reported, store.name);
         let result: unknown;
         try {
           result = original.apply(store, args);

@@ -437,6 +437,72 @@ describe("writes", () => {
   });
 });
 
+describe("a new session's values on their way to the store", () => {
+  it("go as the JSON text they were checked as (insertEncoded), primitives as values", async () => {
+    const inserted: unknown[][] = [];
+    const memory = new MemoryStore();
+    const store = new Proxy(memory, {
+      get(target, key, receiver) {
+        const value = Reflect.get(target, key, receiver);
+        if (key !== "insertEncoded" || typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          inserted.push(structuredClone(args));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const sessions = make({ store });
+    const s = sessions.create();
+    const cart = [{ sku: "A1", qty: 2 }];
+    s.set("cart", cart).set("count", 3).set("__proto__", { own: true });
+    cart[0]!.qty = 9;
+    expect(s.get("count")).toBe(3);
+    await s.save();
+    expect(inserted).toHaveLength(1);
+    const [record, encoded] = inserted[0] as [{ attributes: object }, Record<string, string>];
+    expect(record.attributes).toEqual({ count: 3 });
+    expect(encoded.cart).toBe('[{"sku":"A1","qty":2}]');
+    expect(Object.getOwnPropertyDescriptor(encoded, "__proto__")?.value).toBe('{"own":true}');
+    const loaded = (await sessions.load(s.token))!;
+    expect(loaded.get("cart")).toEqual([{ sku: "A1", qty: 2 }]);
+    expect(loaded.get("__proto__")).toEqual({ own: true });
+    // The session that wrote them reads its own values back as copies, parsed on first read.
+    const first = s.get("cart") as { qty: number }[];
+    expect(first).toEqual([{ sku: "A1", qty: 2 }]);
+    first[0]!.qty = 5;
+    expect(s.get("cart")).toBe(first);
+  });
+
+  it("written while the insert is in flight, are kept for the next commit", async () => {
+    const sessions = make();
+    const s = sessions.create();
+    s.set("a", { x: 1 });
+    const saving = s.save();
+    s.set("b", { y: 2 }).set("c", 3).setLanguage("fr");
+    expect(await saving).toBe(true);
+    expect(await s.save()).toBe(true);
+    const loaded = (await sessions.load(s.token))!;
+    expect(loaded.get("a")).toEqual({ x: 1 });
+    expect(loaded.get("b")).toEqual({ y: 2 });
+    expect(loaded.get("c")).toBe(3);
+    expect(loaded.language).toBe("fr");
+  });
+
+  it("are parsed into insert's record for a store without insertEncoded", async () => {
+    const memory = new MemoryStore();
+    const store = new Proxy(memory, {
+      get: (target, key, receiver) =>
+        key === "insertEncoded" ? undefined : Reflect.get(target, key, receiver),
+    });
+    const sessions = make({ store });
+    const s = sessions.create();
+    s.set("cart", ["a", { b: [1] }]).set("n", 1);
+    await s.save();
+    const stored = await memory.get((await sessions.load(s.token))!.id);
+    expect(stored?.attributes).toEqual({ cart: ["a", { b: [1] }], n: 1 });
+  });
+});
+
 describe("identity", () => {
   it("login regenerates: new token at once, old token dead, flags hold for that commit only", async () => {
     const sessions = make();

@@ -3,9 +3,15 @@ import type { SessionStore } from "../../src/core/store.js";
 /**
  * A real store wrapped so a test can count the calls made to it (a wrapper, not a mock). The fast lanes
  * count as the call they stand for (`peek` and `peekNow` as "get", `commitNow` as "commit", `touchNow` as
- * "touch"): tests count what reaches the store, not which lane it took.
+ * "touch", `insertEncoded` as "insert"): tests count what reaches the store, not which lane it took.
  */
-const LANES: Record<string, string> = { peek: "get", peekNow: "get", commitNow: "commit", touchNow: "touch" };
+const LANES: Record<string, string> = {
+  peek: "get",
+  peekNow: "get",
+  commitNow: "commit",
+  touchNow: "touch",
+  insertEncoded: "insert",
+};
 
 export function countingStore<S extends SessionStore>(
   store: S,

@@ -84,6 +84,17 @@ describe("packed records", () => {
           // attribute values come back as JSON gives them (-0 as 0), as from every store.
           const expected = { ...record, attributes: JSON.parse(JSON.stringify(attributes)) };
           expect(unpack(record.id, pack(record))).toEqual(expected);
+          // The same record with some values handed over as JSON text (insertEncoded) packs alike.
+          const plain: Record<string, never> = {};
+          const encoded: Record<string, string> = {};
+          Object.keys(attributes).forEach((key, i) => {
+            const to = i % 2 === 0 ? encoded : plain;
+            Object.defineProperty(to, key, {
+              value: i % 2 === 0 ? JSON.stringify(attributes[key]) : attributes[key],
+              enumerable: true,
+            });
+          });
+          expect(unpack(record.id, pack({ ...record, attributes: plain }, encoded))).toEqual(expected);
         },
       ),
       { numRuns: 300 },

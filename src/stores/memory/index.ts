@@ -127,13 +127,23 @@ export class MemoryStore implements SessionStore {
   }
 
   async insert(record: SessionRecord): Promise<void> {
+    this.add(this.fresh(record, pack(record)), expiryOf(record), record.userId);
+  }
+
+  /** `insert` with attribute values given as JSON text, spliced into the packed record as they are. */
+  async insertEncoded(record: SessionRecord, encoded: Record<string, string>): Promise<void> {
+    this.add(this.fresh(record, pack(record, encoded)), expiryOf(record), record.userId);
+  }
+
+  /**
+   * The entry of a record to insert, packed at once (a new session is usually not read again in this
+   * process before the next request); DUPLICATE_ID when its id is taken.
+   */
+  private fresh(record: SessionRecord, packed: string): RecordEntry {
     this.assertOpen();
     const now = Date.now();
-    if (this.live(record.id, now) || this.liveAlias(record.id, now)) {
-      throw duplicate();
-    }
-    // Packed at once: a new session is usually not read again in this process before the next request.
-    this.add(this.entry(record.id, pack(record)), expiryOf(record), record.userId);
+    if (this.live(record.id, now) || this.liveAlias(record.id, now)) throw duplicate();
+    return this.entry(record.id, packed);
   }
 
   async get(id: string): Promise<StoredRecord | undefined> {

@@ -1,3 +1,4 @@
+import { attributesJson } from "../../core/json.js";
 import type { Attributes, ChannelState, ConnectionRef, LoginType, SessionRecord } from "../../core/record.js";
 import { copyChannel } from "./copy.js";
 
@@ -33,7 +34,7 @@ const LOGIN_TYPES: readonly LoginType[] = ["unspecified", "human", "robot"];
  * attributes object, a heap number per timestamp and a string per value (about a third of the heap).
  * Being JSON, it is also a deep copy: nothing of the caller's objects is kept.
  */
-export function pack(record: SessionRecord): string {
+export function pack(record: SessionRecord, encoded?: Record<string, string>): string {
   const base = record.createdAt;
   const loginType = LOGIN_TYPES.indexOf(record.loginType);
   const packed: Packed = [
@@ -53,9 +54,15 @@ export function pack(record: SessionRecord): string {
   if (record.language !== undefined) packed[11] = record.language;
   if (record.channel !== undefined) packed[12] = copyChannel(record.channel);
   if (record.connection !== undefined) packed[13] = { ...record.connection };
-  const text = JSON.stringify(packed);
-  // JSON.stringify returns a rope of up to a few pieces (96 B more than the text at ~170 characters);
-  // reading a character flattens it, and the next scavenge then keeps only the flat string.
+  // Attribute values given as JSON text (see `SessionStore.insertEncoded`) are spliced in, not parsed.
+  const text =
+    encoded === undefined
+      ? JSON.stringify(packed)
+      : `${JSON.stringify(packed.slice(0, 8)).slice(0, -1)},${attributesJson(record.attributes, encoded)}${
+          packed.length > 9 ? `,${JSON.stringify(packed.slice(9)).slice(1)}` : "]"
+        }`;
+  // JSON.stringify returns a rope of up to a few pieces (96 B more than the text at ~170 characters),
+  // as does the splice; reading a character flattens it, and the next scavenge then keeps only the flat string.
   text.charCodeAt(0);
   return text;
 }

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
+import { attributesJson } from "../../core/json.js";
 import { OptionChecker } from "../../core/options.js";
 import type {
   Attributes,
@@ -129,7 +130,7 @@ function toRecord(row: SessionRow): SessionRecord {
 }
 
 /** Parameters $1..$14 in COLUMNS order; jsonb values are sent as JSON text (pg would turn arrays into SQL arrays). */
-function recordParams(record: SessionRecord): unknown[] {
+function recordParams(record: SessionRecord, encoded?: Record<string, string>): unknown[] {
   return [
     record.id,
     record.verifier,
@@ -142,7 +143,9 @@ function recordParams(record: SessionRecord): unknown[] {
     record.loginType,
     record.lastLoginAt ?? null,
     record.language ?? null,
-    JSON.stringify(record.attributes ?? {}),
+    encoded === undefined
+      ? JSON.stringify(record.attributes ?? {})
+      : attributesJson(record.attributes, encoded),
     record.channel ? JSON.stringify(record.channel) : null,
     record.connection ? JSON.stringify(record.connection) : null,
   ];
@@ -266,6 +269,15 @@ export class PostgresStore implements SessionStore {
   }
 
   async insert(record: SessionRecord): Promise<void> {
+    return this.#insert(record, undefined);
+  }
+
+  /** `insert` with attribute values given as JSON text, which go into the jsonb as they are. */
+  async insertEncoded(record: SessionRecord, encoded: Record<string, string>): Promise<void> {
+    return this.#insert(record, encoded);
+  }
+
+  async #insert(record: SessionRecord, encoded: Record<string, string> | undefined): Promise<void> {
     const s = this.#n;
     const result = await this.#run("insert", () =>
       this.#query(
@@ -273,7 +285,7 @@ export class PostgresStore implements SessionStore {
          SELECT ${RECORD_CASTS}, $15::bigint
          WHERE NOT EXISTS (SELECT 1 FROM ${s.aliases} WHERE old_id = $1 AND until > $16::bigint)
          ON CONFLICT (id) DO NOTHING`,
-        [...recordParams(record), record.version, Date.now()],
+        [...recordParams(record, encoded), record.version, Date.now()],
       ),
     );
     if (result.rowCount === 0) throw duplicate();

@@ -62,8 +62,12 @@ function attributeJson(key: string, value: JsonValue): string {
   return json;
 }
 
-/** HSET arguments for a whole record at `version`. */
-export function recordFields(record: SessionRecord, version: number): string[] {
+/** HSET arguments for a whole record at `version`; values in `encoded` are attribute JSON already. */
+export function recordFields(
+  record: SessionRecord,
+  version: number,
+  encoded?: Record<string, string>,
+): string[] {
   const out = [
     F.version,
     String(version),
@@ -90,6 +94,8 @@ export function recordFields(record: SessionRecord, version: number): string[] {
   for (const key of Object.keys(record.attributes)) {
     out.push(ATTRIBUTE_PREFIX + key, attributeJson(key, record.attributes[key]!));
   }
+  if (encoded !== undefined)
+    for (const key of Object.keys(encoded)) out.push(ATTRIBUTE_PREFIX + key, encoded[key]!);
   return out;
 }
 

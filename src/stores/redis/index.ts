@@ -379,7 +379,16 @@ export class RedisStore implements SessionStore {
   }
 
   async insert(record: SessionRecord): Promise<void> {
-    const fields = recordFields(record, record.version);
+    return this.#insert(record, undefined);
+  }
+
+  /** `insert` with attribute values given as JSON text, which become their fields as they are. */
+  async insertEncoded(record: SessionRecord, encoded: Record<string, string>): Promise<void> {
+    return this.#insert(record, encoded);
+  }
+
+  async #insert(record: SessionRecord, encoded: Record<string, string> | undefined): Promise<void> {
+    const fields = recordFields(record, record.version, encoded);
     await this.#run("insert", async () => {
       const inserted = await this.#script(INSERT, this.#keysOf(record.id), [pexpireAt(record), ...fields]);
       if (inserted !== 1) throw duplicate();

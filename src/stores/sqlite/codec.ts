@@ -1,4 +1,5 @@
 import { StowageError } from "../../core/errors.js";
+import { attributesJson } from "../../core/json.js";
 import type {
   Attributes,
   ChannelState,
@@ -108,7 +109,11 @@ export function rowToRecord(row: SessionRow): SessionRecord {
 }
 
 /** Encodes a record for an INSERT; `version` is given separately because rename overrides it. */
-export function recordToParams(record: SessionRecord, version: number): SessionRow {
+export function recordToParams(
+  record: SessionRecord,
+  version: number,
+  encoded?: Record<string, string>,
+): SessionRow {
   return {
     id: record.id,
     verifier: record.verifier,
@@ -122,7 +127,8 @@ export function recordToParams(record: SessionRecord, version: number): SessionR
     login_type: record.loginType,
     last_login_at: record.lastLoginAt ?? null,
     language: record.language ?? null,
-    attributes: JSON.stringify(record.attributes),
+    attributes:
+      encoded === undefined ? JSON.stringify(record.attributes) : attributesJson(record.attributes, encoded),
     channel: record.channel ? JSON.stringify(record.channel) : null,
     connection: record.connection ? JSON.stringify(record.connection) : null,
   };

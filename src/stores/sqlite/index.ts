@@ -203,9 +203,9 @@ function prepareTransactions(db: Database.Database, s: Statements) {
     return existed;
   };
   return {
-    insert: db.transaction((record: SessionRecord, now: number): void => {
+    insert: db.transaction((record: SessionRecord, now: number, encoded?: Record<string, string>): void => {
       claim(record.id, now);
-      s.insert.run(recordToParams(record, record.version));
+      s.insert.run(recordToParams(record, record.version, encoded));
     }),
     // Read-modify-write of the whole row under the write lock taken by BEGIN IMMEDIATE: no other
     // connection or process can commit between the read and the write, so no attribute key is lost.
@@ -488,6 +488,11 @@ export class SqliteStore implements SessionStore {
 
   async insert(record: SessionRecord): Promise<void> {
     this.#use((c) => c.tx.insert.immediate(record, Date.now()));
+  }
+
+  /** `insert` with attribute values given as JSON text, which go into the row as they are. */
+  async insertEncoded(record: SessionRecord, encoded: Record<string, string>): Promise<void> {
+    this.#use((c) => c.tx.insert.immediate(record, Date.now(), encoded));
   }
 
   async get(id: string): Promise<StoredRecord | undefined> {
