@@ -61,8 +61,8 @@ export function pack(record: SessionRecord, encoded?: Record<string, string>): s
       : `${JSON.stringify(packed.slice(0, 8)).slice(0, -1)},${attributesJson(record.attributes, encoded)}${
           packed.length > 9 ? `,${JSON.stringify(packed.slice(9)).slice(1)}` : "]"
         }`;
-  // JSON.stringify returns a rope of up to a few pieces (96 B more than the text at ~170 characters),
-  // as does the splice; reading a character flattens it, and the next scavenge then keeps only the flat string.
+  // JSON.stringify returns a rope of up to a few pieces (96 B more than the text at ~170 characters), as
+  // does the splice; reading a character flattens it, and the next scavenge keeps only the flat string.
   text.charCodeAt(0);
   return text;
 }
