@@ -40,6 +40,7 @@ const SCENARIOS = [
   "fastify-stowage",
   "hono-sessions",
   "hono-stowage",
+  "express-bare",
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
@@ -175,26 +176,40 @@ async function dropRedisPrefix(prefix: string): Promise<void> {
   client.disconnect();
 }
 
+/**
+ * The limit of an in-memory session: a counter per cookie in a Map, no token, no store, no expiry. A
+ * login sets a random cookie and keeps nothing else; the answer is the body to send.
+ */
+function countPerCookie(): (req: IncomingMessage, res: ServerResponse) => string {
+  const counters = new Map<string, number>();
+  return (req, res) => {
+    if (req.url?.startsWith("/login")) {
+      const id = randomBytes(16).toString("base64url");
+      counters.set(id, 0);
+      res.setHeader("set-cookie", serializeCookie("sid", id, { httpOnly: true, path: "/" }));
+      return "ok";
+    }
+    const id = parseCookie(req.headers.cookie ?? "").sid;
+    const n = (id === undefined ? 0 : (counters.get(id) ?? 0)) + 1;
+    if (id !== undefined) counters.set(id, n);
+    return String(n);
+  };
+}
+
 async function start(scenario: Scenario, prefix: string): Promise<Started> {
   const nothing = async (): Promise<void> => {};
   switch (scenario) {
     case "node-map": {
-      // The limit of an in-memory session: a counter per cookie in a Map, no token, no store, no expiry.
-      const counters = new Map<string, number>();
-      const handler = (req: IncomingMessage, res: ServerResponse): void => {
-        if (req.url === "/login") {
-          const id = randomBytes(16).toString("base64url");
-          counters.set(id, 0);
-          res.setHeader("set-cookie", serializeCookie("sid", id, { httpOnly: true, path: "/" }));
-          res.end("ok");
-          return;
-        }
-        const id = parseCookie(req.headers.cookie ?? "").sid;
-        const n = (id === undefined ? 0 : (counters.get(id) ?? 0)) + 1;
-        if (id !== undefined) counters.set(id, n);
-        res.end(String(n));
-      };
-      return { server: createServer(handler), cleanup: nothing };
+      const count = countPerCookie();
+      return { server: createServer((req, res) => res.end(count(req, res))), cleanup: nothing };
+    }
+    case "express-bare": {
+      const count = countPerCookie();
+      const app = express();
+      app.get(/.*/, (req: Request, res: Response) => {
+        res.send(count(req, res));
+      });
+      return { server: createServer(app), cleanup: nothing };
     }
     case "node-stowage": {
       const sessions = createSessions({ store: new MemoryStore() });
