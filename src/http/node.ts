@@ -100,21 +100,19 @@ export function attachSession<A extends object>(
     onLoadError: options.onLoadError,
   });
   const hook = new ResponseHook(sessions, carriage, lazy, secure, res, options.onError ?? defaultReport);
-  HOOKS.set(res, hook as unknown as ResponseHook<object>);
-  // Shared functions that find their request's hook in HOOKS: no closures to build per request. The hooks
+  (res as HookedResponse)[HOOK] = hook as unknown as ResponseHook<object>;
+  // Shared functions that find their request through HOOK: no closures to build per request. The hooks
   // stay in place once the response is done: a wrapper installed after them (compression) still calls them.
   res.writeHead = hookedWriteHead as ServerResponse["writeHead"];
   res.end = hookedEnd as ServerResponse["end"];
   return hook;
 }
 
-/**
- * Each hooked response's hook. A WeakMap rather than a property of the response (bench: express server CPU
- * per request): express gives every response its app's prototype, and V8 then builds a new hidden class
- * for each property added to one, about 1.6 KB of garbage per property per request; a WeakMap entry is
- * about 50 B.
- */
-const HOOKS = new WeakMap<ServerResponse, ResponseHook<object>>();
+const HOOK = Symbol("stowage.response");
+
+interface HookedResponse extends ServerResponse {
+  [HOOK]: ResponseHook<object>;
+}
 
 /** What a hooked response needs to commit its session as it ends; also the `AttachedSession`. */
 class ResponseHook<A extends object> implements AttachedSession<A> {
@@ -206,12 +204,12 @@ class ResponseHook<A extends object> implements AttachedSession<A> {
 }
 
 // `this` is the response the hook was installed on, so the hook's own `res` stands for it.
-function hookedEnd(this: ServerResponse, ...args: unknown[]): ServerResponse {
-  return HOOKS.get(this)!.end(args);
+function hookedEnd(this: HookedResponse, ...args: unknown[]): ServerResponse {
+  return this[HOOK].end(args);
 }
 
-function hookedWriteHead(this: ServerResponse, ...args: unknown[]): ServerResponse {
-  return HOOKS.get(this)!.writeHead(args);
+function hookedWriteHead(this: HookedResponse, ...args: unknown[]): ServerResponse {
+  return this[HOOK].writeHead(args);
 }
 
 /** Adds a Set-Cookie header to those the response already has. */
