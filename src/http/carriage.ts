@@ -68,6 +68,7 @@ const PATH_RE = /^\/[\u0020-\u003A\u003D-\u007E]*$/;
 const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 // Longest header value worth looking at: "Bearer " plus a token plus generous whitespace.
 const MAX_HEADER_VALUE = 256;
+const EPOCH = new Date(0).toUTCString();
 
 /**
  * A Set-Cookie value cut around its token and expiry: `cookie` validates and spells the fixed attributes
@@ -183,19 +184,17 @@ export class Carriage {
     return `${head}${token}; Max-Age=${maxAge}${middle}; Expires=${new Date(expiresAt).toUTCString()}${tail}`;
   }
 
-  /** A Set-Cookie value that removes the cookie. */
+  /** A Set-Cookie value that removes the cookie: empty, Max-Age=0, Expires at the epoch. */
   clear(secure: boolean): string {
-    return stringifySetCookie(this.cookieName(secure), "", {
-      ...this.#attributes(secure),
-      maxAge: 0,
-      expires: new Date(0),
-    });
+    const { head, middle, tail } = this.#templates[secure ? 1 : 0];
+    return `${head}; Max-Age=0${middle}; Expires=${EPOCH}${tail}`;
   }
 
   /** `cookie`'s spelling of the fixed attributes, cut where the token, Max-Age and Expires go. */
   #template(secure: boolean): CookieTemplate {
-    const head = `${this.cookieName(secure)}=`;
-    const fixed = stringifySetCookie(this.cookieName(secure), "", this.#attributes(secure));
+    const name = this.cookieName(secure);
+    const head = `${name}=`;
+    const fixed = stringifySetCookie(name, "", this.#attributes(secure));
     const at = fixed.indexOf("; HttpOnly");
     return { head, middle: fixed.slice(head.length, at), tail: fixed.slice(at) };
   }

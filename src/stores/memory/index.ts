@@ -127,23 +127,21 @@ export class MemoryStore implements SessionStore {
   }
 
   async insert(record: SessionRecord): Promise<void> {
-    this.add(this.fresh(record, pack(record)), expiryOf(record), record.userId);
+    this.assertNew(record.id);
+    this.add(record, pack(record));
   }
 
   /** `insert` with attribute values given as JSON text, spliced into the packed record as they are. */
   async insertEncoded(record: SessionRecord, encoded: Record<string, string>): Promise<void> {
-    this.add(this.fresh(record, pack(record, encoded)), expiryOf(record), record.userId);
+    this.assertNew(record.id);
+    this.add(record, pack(record, encoded));
   }
 
-  /**
-   * The entry of a record to insert, packed at once (a new session is usually not read again in this
-   * process before the next request); DUPLICATE_ID when its id is taken.
-   */
-  private fresh(record: SessionRecord, packed: string): RecordEntry {
+  /** DUPLICATE_ID when `id` (or a live alias of it) is taken. */
+  private assertNew(id: string): void {
     this.assertOpen();
     const now = Date.now();
-    if (this.live(record.id, now) || this.liveAlias(record.id, now)) throw duplicate();
-    return this.entry(record.id, packed);
+    if (this.live(id, now) || this.liveAlias(id, now)) throw duplicate();
   }
 
   async get(id: string): Promise<StoredRecord | undefined> {
@@ -214,7 +212,7 @@ export class MemoryStore implements SessionStore {
     }
     const record = { ...newRecord, version: version + 1 };
     this.drop(old);
-    this.add(this.entry(record.id, pack(record)), expiryOf(record), record.userId);
+    this.add(record, pack(record));
     if (options.graceMs > 0) {
       this.addAlias(new AliasEntry(oldId, record.id, verifier, now + options.graceMs));
     }
@@ -404,10 +402,6 @@ export class MemoryStore implements SessionStore {
     this.lru?.touch(entry as ListedEntry);
   }
 
-  private entry(id: string, body: string): RecordEntry {
-    return this.lru ? new ListedEntry(id, body) : new RecordEntry(id, body);
-  }
-
   /** The entry's record as an object, kept so (until a packing pass or two) if it was packed. */
   private thaw(entry: RecordEntry): SessionRecord {
     const body = entry.body;
@@ -431,11 +425,16 @@ export class MemoryStore implements SessionStore {
     return typeof body === "string" ? unpack(entry.id, body) : copyRecord(body);
   }
 
-  private add(entry: RecordEntry, expiry: number, userId: string | undefined): void {
-    const id = entry.id;
+  /**
+   * Stores a record as its packed text (a new one is usually not read again in this process before the
+   * next request).
+   */
+  private add(record: SessionRecord, packed: string): void {
+    const id = record.id;
+    const entry = this.lru ? new ListedEntry(id, packed) : new RecordEntry(id, packed);
     this.records.set(id, entry);
-    this.heap.push(entry, expiry);
-    if (userId !== undefined) this.index(userId, id);
+    this.heap.push(entry, expiryOf(record));
+    if (record.userId !== undefined) this.index(record.userId, id);
     if (!this.lru) return;
     this.lru.add(entry as ListedEntry);
     while (this.records.size > this.maxEntries) {
