@@ -5,6 +5,12 @@ import type { Session } from "../core/session.js";
 import { type Carriage, type CarriedToken, readCookie, type TokenSource } from "./carriage.js";
 import type { Migration } from "./migrate.js";
 
+/** @internal What a lazy session tells the hook on its response. */
+export interface ResponseBinding {
+  /** The session is being loaded, so it will have something to commit when the response ends. */
+  loading(): void;
+}
+
 /** Options of a `LazySession`. */
 export interface LazySessionOptions {
   /** The client's socket, if the adapter has it (see `Sessions.load`). */
@@ -41,6 +47,11 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
   // Set when the token named a live session: the token as the same string object the session holds, so
   // telling whether the session still has it is an identity check rather than a text comparison.
   #loadedToken: string | undefined;
+  /**
+   * @internal The adapter's hook on the response this session commits with: how an express response,
+   * which carries no property of stowage's, finds its session as it ends (see `attachToExpress`).
+   */
+  response: ResponseBinding | undefined = undefined;
 
   constructor(sessions: Sessions<A>, carried: CarriedToken, options: LazySessionOptions = {}) {
     this.#sessions = sessions;
@@ -95,6 +106,7 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
 
   #load(): Promise<Session<A>> {
     if (this.#promise === undefined) {
+      this.response?.loading();
       this.#promise = this.#open();
       const take = this.#onLoadError;
       if (take !== undefined) {

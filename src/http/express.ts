@@ -5,7 +5,7 @@ import type { Attributes } from "../core/record.js";
 import { Carriage } from "./carriage.js";
 import { LazySession } from "./core.js";
 import type { RegisteredAttributes } from "./index.js";
-import { attachSession, type NodeSessionOptions } from "./node.js";
+import { attachedHook, attachToExpress, type NodeSessionOptions } from "./node.js";
 
 export type { HttpSessionOptions } from "./carriage.js";
 export { requireCsrf } from "./csrf.js";
@@ -24,8 +24,8 @@ export type RequestSession = LazySession<RegisteredAttributes>;
  * parameter type in an app without express-session's types.
  */
 export type SessionRequest<A extends object = RegisteredAttributes> = Omit<Request, "session"> & {
-  /** The request's lazy session. */
-  session: LazySession<A>;
+  /** The request's lazy session (read-only). */
+  readonly session: LazySession<A>;
 };
 
 /**
@@ -52,15 +52,29 @@ export function sessionMiddleware<A extends object = Attributes>(
   const carriage = new Carriage(options, ["onError"]);
   const onError = options.onError;
   return (req: Request, res: Response, next: NextFunction) => {
-    const { lazy } = attachSession(sessions, carriage, req, res, {
+    const attached = attachedHook(res);
+    if (attached !== undefined) {
+      // Mounted twice on one request's way (an app and its router, or an app of another copy of express
+      // mounted inside): the first one's session stands, hooked wherever the response ends now.
+      if (attached.sessions !== sessions) {
+        next(new StowageError("CONFIG_INVALID", ANOTHER_MANAGER));
+        return;
+      }
+      attached.rebind();
+      next();
+      return;
+    }
+    attachToExpress(sessions, carriage, req, res, {
       onError,
       tls: req.secure,
       onLoadError: catchesRejections(req) ? undefined : next,
     });
-    (req as unknown as SessionRequest<A>).session = lazy;
     next();
   };
 }
+
+const ANOTHER_MANAGER =
+  "this request already has a session of another Sessions manager: one sessionMiddleware's session per request";
 
 /**
  * True on express 5, whose router passes a rejected handler's error to `next`. express 4 ignores it (the

@@ -1,5 +1,6 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { type IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
+import { StowageError } from "../core/errors.js";
 import type { Sessions } from "../core/manager.js";
 import { Carriage, type HttpSessionOptions } from "./carriage.js";
 import {
@@ -7,8 +8,9 @@ import {
   commitSessionNow,
   cookieFor,
   isUnavailable,
-  type LazySession,
+  LazySession,
   openSession,
+  type ResponseBinding,
   UNAVAILABLE_BODY,
 } from "./core.js";
 
@@ -79,7 +81,8 @@ export interface AttachOptions {
  * Opens a request's lazy session and hooks the response so the session is committed when it ends.
  * `end` is held back until the commit finishes, then the Set-Cookie is added. If the handler sent the
  * headers early (`writeHead`, `write`, a pipe), the cookie for the token known then goes with them and
- * the commit skips routine rotation, whose new token could no longer reach the client.
+ * the commit skips routine rotation, whose new token could no longer reach the client. Throws
+ * CONFIG_INVALID when the response already has a stowage session attached.
  */
 export function attachSession<A extends object>(
   sessions: Sessions<A>,
@@ -88,6 +91,53 @@ export function attachSession<A extends object>(
   res: ServerResponse,
   options: AttachOptions = {},
 ): AttachedSession<A> {
+  const hook = openHook(sessions, carriage, req, res, options, undefined);
+  hookOwn(hook);
+  return hook;
+}
+
+/**
+ * `attachSession` for express, which also puts the lazy session on `req.session` (read-only: the
+ * response's hook finds its session there). An express response gets its app's prototype, whose own
+ * prototype is the response object its copy of express shares among all its apps and sub-apps; the
+ * hooks go there, once, rather than onto each response.
+ *
+ * Fast path: V8 gives every express response a map of its own (express swaps its prototype), so each
+ * property added to one builds a new map: three hook properties cost 4.8 KB of garbage and about a
+ * tenth of a request's CPU with a 1 KB session (docs/internals.md, bench row "express server CPU per
+ * request"). A response whose `end` or `writeHead` something before stowage has wrapped, or that is not
+ * express's, is hooked on its own properties instead.
+ */
+export function attachToExpress<A extends object>(
+  sessions: Sessions<A>,
+  carriage: Carriage,
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: AttachOptions,
+): AttachedSession<A> {
+  const shared = sharedResponse(res);
+  const hook = openHook(sessions, carriage, req, res, options, shared);
+  Object.defineProperty(req, "session", { value: hook.lazy, enumerable: true });
+  if (shared === undefined) hookOwn(hook);
+  return hook;
+}
+
+/** The hook already attached to this response, if any: its manager, and the way to follow the response to another prototype. */
+export function attachedHook(res: ServerResponse): { sessions: object; rebind(): void } | undefined {
+  return hookOf(res);
+}
+
+function openHook<A extends object>(
+  sessions: Sessions<A>,
+  carriage: Carriage,
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: AttachOptions,
+  shared: ServerResponse | undefined,
+): ResponseHook<A> {
+  if (hookOf(res) !== undefined) {
+    throw new StowageError("CONFIG_INVALID", "this response already has a stowage session attached");
+  }
   const secure = carriage.isSecure(
     options.tls ?? (req.socket as TLSSocket).encrypted === true,
     carriage.trustsProxy ? rawHeader(req, "x-forwarded-proto") : undefined,
@@ -99,27 +149,100 @@ export function attachSession<A extends object>(
     connection: req.socket,
     onLoadError: options.onLoadError,
   });
-  const hook = new ResponseHook(sessions, carriage, lazy, secure, res, options.onError ?? defaultReport);
-  (res as HookedResponse)[HOOK] = hook as unknown as ResponseHook<object>;
-  // Shared functions that find their request through HOOK: no closures to build per request. The hooks
-  // stay in place once the response is done: a wrapper installed after them (compression) still calls them.
+  const hook = new ResponseHook(
+    sessions,
+    carriage,
+    lazy,
+    secure,
+    res,
+    options.onError ?? defaultReport,
+    shared,
+  );
+  lazy.response = hook;
+  return hook;
+}
+
+/**
+ * Shared functions that find their request through HOOK: no closures to build per request. The hooks
+ * stay in place once the response is done: a wrapper installed after them (compression) still calls them.
+ */
+function hookOwn<A extends object>(hook: ResponseHook<A>): void {
+  const res = hook.res as HookedResponse;
+  res[HOOK] = hook as unknown as ResponseHook<object>;
   res.writeHead = hookedWriteHead as ServerResponse["writeHead"];
   res.end = hookedEnd as ServerResponse["end"];
-  return hook;
 }
 
 const HOOK = Symbol("stowage.response");
 
 interface HookedResponse extends ServerResponse {
-  [HOOK]: ResponseHook<object>;
+  [HOOK]?: ResponseHook<object>;
+}
+
+function hookOf(res: ServerResponse): ResponseHook<object> | undefined {
+  return (res as HookedResponse)[HOOK] ?? sharedHook(res);
+}
+
+/**
+ * What a response hooked through the shared prototype ends through (node's own `end` and `writeHead`),
+ * or undefined when `res` does not reach the shared hooks (see `hookPrototype`) or something before
+ * stowage wrapped its `end` or `writeHead` on the response itself.
+ */
+function sharedResponse(res: ServerResponse): ServerResponse | undefined {
+  if (!hookPrototype(res)) return undefined;
+  return res.end === sharedEnd && res.writeHead === sharedWriteHead ? ServerResponse.prototype : undefined;
+}
+
+/**
+ * True when `res` inherits the shared hooks, which are put the first time on its copy of express's shared
+ * response object: the last prototype before node's own (a mounted sub-app's response object inherits
+ * from its parent's). False for a response that is not express's, or whose copy's object has an `end`
+ * or `writeHead` of someone else's.
+ */
+function hookPrototype(res: ServerResponse): boolean {
+  const proto = Object.getPrototypeOf(res) as ServerResponse;
+  if (proto.end === sharedEnd && proto.writeHead === sharedWriteHead) return true;
+  if (proto === ServerResponse.prototype) return false;
+  let root: ServerResponse | null = proto;
+  while (root !== null && Object.getPrototypeOf(root) !== ServerResponse.prototype) {
+    root = Object.getPrototypeOf(root) as ServerResponse | null;
+  }
+  if (root === null || Object.hasOwn(root, "end") || Object.hasOwn(root, "writeHead")) return false;
+  root.end = sharedEnd as ServerResponse["end"];
+  root.writeHead = sharedWriteHead as ServerResponse["writeHead"];
+  return proto.end === sharedEnd && proto.writeHead === sharedWriteHead;
+}
+
+/** The hook of a response hooked through the shared prototype: its request's session holds it. */
+function sharedHook(res: ServerResponse): ResponseHook<object> | undefined {
+  const lazy = (res.req as { session?: unknown } | undefined)?.session;
+  if (!(lazy instanceof LazySession)) return undefined;
+  const hook = lazy.response;
+  return hook instanceof ResponseHook && hook.shared && hook.res === res ? hook : undefined;
+}
+
+// Installed on express's shared response object: they serve every response of that copy of express, so
+// one without a stowage session (another app's, or one hooked on its own properties) passes straight on.
+function sharedEnd(this: ServerResponse, ...args: unknown[]): ServerResponse {
+  const hook = sharedHook(this);
+  if (hook !== undefined) return hook.end(args);
+  return (ServerResponse.prototype.end as (...a: unknown[]) => ServerResponse).apply(this, args);
+}
+
+function sharedWriteHead(this: ServerResponse, ...args: unknown[]): ServerResponse {
+  const hook = sharedHook(this);
+  if (hook !== undefined) return hook.writeHead(args);
+  return (ServerResponse.prototype.writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
 }
 
 /** What a hooked response needs to commit its session as it ends; also the `AttachedSession`. */
-class ResponseHook<A extends object> implements AttachedSession<A> {
+class ResponseHook<A extends object> implements AttachedSession<A>, ResponseBinding {
   // open: handler running; closing: end held back for the commit; closed: calls pass straight through.
   phase: "open" | "closing" | "closed" = "open";
-  readonly realEnd: ServerResponse["end"];
-  readonly realWriteHead: ServerResponse["writeHead"];
+  realEnd: ServerResponse["end"];
+  realWriteHead: ServerResponse["writeHead"];
+  /** Hooked through express's shared response object rather than the response's own properties. */
+  shared: boolean;
 
   constructor(
     readonly sessions: Sessions<A>,
@@ -128,9 +251,12 @@ class ResponseHook<A extends object> implements AttachedSession<A> {
     readonly secure: boolean,
     readonly res: ServerResponse,
     readonly report: (error: unknown) => void,
+    // What a shared hook ends through, read now so that a later patch of node's own is still honoured.
+    shared: ServerResponse | undefined,
   ) {
-    this.realEnd = res.end;
-    this.realWriteHead = res.writeHead;
+    this.shared = shared !== undefined;
+    this.realEnd = (shared ?? res).end;
+    this.realWriteHead = (shared ?? res).writeHead;
   }
 
   /** Ends the request for a handler error (a property, so it can be passed around unbound). */
@@ -140,6 +266,25 @@ class ResponseHook<A extends object> implements AttachedSession<A> {
     this.phase = "closed";
     this.answer(error);
   };
+
+  /**
+   * A shared hook whose response has since moved to another prototype (an app of a second copy of
+   * express, called as a handler rather than mounted with `app.use`, which would give its responses the
+   * parent's prototype) hooks that copy's shared object too, or else its response's own properties: the
+   * session being loaded now must be committed through whichever `end` the handler will call.
+   */
+  loading(): void {
+    this.rebind();
+  }
+
+  /** See `loading`. */
+  rebind(): void {
+    if (!this.shared || hookPrototype(this.res)) return;
+    this.shared = false;
+    this.realEnd = this.res.end;
+    this.realWriteHead = this.res.writeHead;
+    hookOwn(this);
+  }
 
   end(args: unknown[]): ServerResponse {
     const res = this.res;
@@ -205,11 +350,11 @@ class ResponseHook<A extends object> implements AttachedSession<A> {
 
 // `this` is the response the hook was installed on, so the hook's own `res` stands for it.
 function hookedEnd(this: HookedResponse, ...args: unknown[]): ServerResponse {
-  return this[HOOK].end(args);
+  return this[HOOK]!.end(args);
 }
 
 function hookedWriteHead(this: HookedResponse, ...args: unknown[]): ServerResponse {
-  return this[HOOK].writeHead(args);
+  return this[HOOK]!.writeHead(args);
 }
 
 /** Adds a Set-Cookie header to those the response already has. */

@@ -1,24 +1,25 @@
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { Agent, createServer, type RequestListener, request, type Server } from "node:http";
+import { Agent, createServer, type RequestListener, request, type Server, ServerResponse } from "node:http";
 import { createServer as createTlsServer, request as httpsRequest } from "node:https";
+import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { getRequestListener } from "@hono/node-server";
 import express from "express";
 import express4 from "express4";
 import Fastify from "fastify";
 import { Hono } from "hono";
 import { afterAll, describe, expect, it } from "vitest";
-import { StowageError } from "../../src/core/errors.js";
+import { isStowageError, StowageError } from "../../src/core/errors.js";
 import { issueToken } from "../../src/core/tokens.js";
 import { sessionMiddleware as expressSessions, sessionOf } from "../../src/http/express.js";
 import { sessionPlugin } from "../../src/http/fastify.js";
 import { sessionMiddleware as honoSessions, type SessionVariables } from "../../src/http/hono.js";
-import { handleFetch, withSessions } from "../../src/http/index.js";
-import { createSessions, MemoryStore } from "../../src/index.js";
-import { cookieOf, send } from "./client.js";
+import { attachSession, Carriage, handleFetch, withSessions } from "../../src/http/index.js";
+import { createSessions, MemoryStore, type Sessions } from "../../src/index.js";
+import { type Answer, cookieOf, send } from "./client.js";
 
 const servers: Server[] = [];
 afterAll(async () => {
@@ -52,6 +53,25 @@ describe("node:http specifics", () => {
     expect(answer.setCookies).toHaveLength(1);
     const loaded = await sessions.load(cookieOf(answer.setCookies[0]!).value);
     expect(loaded?.get("streamed")).toBe(true);
+  });
+
+  it("attachSession on a response that already has a session attached throws CONFIG_INVALID; the first one still commits", async () => {
+    const sessions = createSessions();
+    const carriage = new Carriage();
+    let thrown: unknown;
+    const host = await serve(async (req, res) => {
+      const first = attachSession(sessions, carriage, req, res);
+      try {
+        attachSession(sessions, carriage, req, res);
+      } catch (error) {
+        thrown = error;
+      }
+      (await first.lazy).set("first", true);
+      res.end("ok");
+    });
+    const answer = await send(`http://${host}`, "GET", "/");
+    expect(isStowageError(thrown, "CONFIG_INVALID")).toBe(true);
+    expect((await sessions.load(cookieOf(answer.setCookies[0]!).value))?.get("first")).toBe(true);
   });
 
   it("a keep-alive connection that switches tokens gets each one checked: a forged one loads nothing", async () => {
@@ -275,6 +295,261 @@ describe.each(EXPRESSES)("%s error handling", (_name, makeApp) => {
 
   it("sessionOf without the middleware says so", () => {
     expect(() => sessionOf({} as express.Request)).toThrow(/sessionMiddleware/);
+  });
+});
+
+describe.each(EXPRESSES)("%s response hooks", (_name, makeApp) => {
+  /** The session a response's cookie names, as the store has it now. */
+  async function stored<A extends object>(sessions: Sessions<A>, answer: Answer) {
+    expect(answer.setCookies).toHaveLength(1);
+    return sessions.load(cookieOf(answer.setCookies[0]!).value);
+  }
+
+  it("mounted twice on one request's way (app and router): one session, every change committed, one cookie", async () => {
+    const sessions = createSessions();
+    const app = makeApp();
+    const router = express.Router();
+    const seen: unknown[] = [];
+    app.use(expressSessions(sessions));
+    app.use((req, _res, next) => {
+      seen.push(sessionOf(req));
+      sessionOf(req).then((s) => {
+        s.set("app", 1);
+        next();
+      }, next);
+    });
+    router.use(expressSessions(sessions));
+    router.get("/", async (req, res) => {
+      seen.push(sessionOf(req));
+      (await sessionOf(req)).set("router", 2);
+      res.send("ok");
+    });
+    app.use(router);
+    const answer = await send(`http://${await serve(app)}`, "GET", "/");
+    expect(answer.status).toBe(200);
+    expect(seen[0]).toBe(seen[1]);
+    const loaded = await stored(sessions, answer);
+    expect([loaded?.get("app"), loaded?.get("router")]).toEqual([1, 2]);
+  });
+
+  it("a second manager's middleware on a request that has a session is a CONFIG_INVALID error", async () => {
+    const app = makeApp();
+    app.use(expressSessions(createSessions()));
+    app.use(expressSessions(createSessions()));
+    app.get("/", (_req, res) => {
+      res.send("unreachable");
+    });
+    const errors: unknown[] = [];
+    app.use((error: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      errors.push(error);
+      res.status(500).send("config");
+    });
+    const answer = await send(`http://${await serve(app)}`, "GET", "/");
+    expect(answer.status).toBe(500);
+    expect(errors).toHaveLength(1);
+    expect(isStowageError(errors[0], "CONFIG_INVALID")).toBe(true);
+    expect((errors[0] as Error).message).toMatch(/another Sessions manager/);
+  });
+
+  it("req.session is read-only: assigning it throws a TypeError and the session is still committed", async () => {
+    const sessions = createSessions();
+    const app = makeApp();
+    app.use(expressSessions(sessions));
+    let thrown: unknown;
+    app.get("/", async (req, res) => {
+      (await sessionOf(req)).set("kept", true);
+      try {
+        (req as unknown as { session: unknown }).session = { replaced: true };
+      } catch (error) {
+        thrown = error;
+      }
+      res.send("ok");
+    });
+    const answer = await send(`http://${await serve(app)}`, "GET", "/");
+    expect(thrown).toBeInstanceOf(TypeError);
+    expect((await stored(sessions, answer))?.get("kept")).toBe(true);
+  });
+
+  it("res.end wrapped before and after the middleware (a logger, compression): every wrapper runs and the session is committed first", async () => {
+    const sessions = createSessions();
+    const app = makeApp();
+    const calls: string[] = [];
+    const wrapEnd =
+      (label: string): express.RequestHandler =>
+      (_req, res, next) => {
+        const end = res.end;
+        res.end = function (this: express.Response, ...args: unknown[]) {
+          calls.push(`${label}:${res.getHeader("set-cookie") === undefined ? "no cookie" : "cookie"}`);
+          return (end as (...a: unknown[]) => express.Response).apply(this, args);
+        } as express.Response["end"];
+        next();
+      };
+    app.use(wrapEnd("before"));
+    app.use(expressSessions(sessions));
+    app.use(wrapEnd("after"));
+    app.get("/", async (req, res) => {
+      (await sessionOf(req)).set("wrapped", true);
+      res.send("ok");
+    });
+    const host = await serve(app);
+    const answer = await send(`http://${host}`, "GET", "/");
+    // The wrapper installed after stowage runs first (it is outermost); the one before sees the cookie.
+    expect(calls).toEqual(["after:no cookie", "before:cookie"]);
+    expect((await stored(sessions, answer))?.get("wrapped")).toBe(true);
+  });
+
+  it("res.end wrapped only after the middleware: the wrapper runs first, then the commit; the cookie goes out", async () => {
+    const sessions = createSessions();
+    const app = makeApp();
+    const calls: string[] = [];
+    app.use(expressSessions(sessions));
+    app.use((_req, res, next) => {
+      const end = res.end;
+      res.end = function (this: express.Response, ...args: unknown[]) {
+        calls.push(res.getHeader("set-cookie") === undefined ? "wrapper, no cookie yet" : "wrapper, cookie");
+        return (end as (...a: unknown[]) => express.Response).apply(this, args);
+      } as express.Response["end"];
+      next();
+    });
+    app.get("/", async (req, res) => {
+      (await sessionOf(req)).set("wrapped", true);
+      res.send("ok");
+    });
+    const answer = await send(`http://${await serve(app)}`, "GET", "/");
+    expect(calls).toEqual(["wrapper, no cookie yet"]);
+    expect((await stored(sessions, answer))?.get("wrapped")).toBe(true);
+  });
+
+  it("a sub-app mounted below the middleware, and the middleware inside a mounted sub-app, commit", async () => {
+    const sessions = createSessions();
+    const app = makeApp();
+    const sub = makeApp();
+    app.use(expressSessions(sessions));
+    sub.get("/deep", async (req, res) => {
+      (await sessionOf(req)).set("deep", true);
+      res.json({ ok: true });
+    });
+    app.use("/sub", sub);
+    const answer = await send(`http://${await serve(app)}`, "GET", "/sub/deep");
+    expect(answer.body).toEqual({ ok: true });
+    expect((await stored(sessions, answer))?.get("deep")).toBe(true);
+
+    const outer = makeApp();
+    const api = makeApp();
+    api.use(expressSessions(sessions));
+    api.get("/in", async (req, res) => {
+      (await sessionOf(req)).set("api", true);
+      res.send("ok");
+    });
+    outer.use("/api", api);
+    const inside = await send(`http://${await serve(outer)}`, "GET", "/api/in");
+    expect((await stored(sessions, inside))?.get("api")).toBe(true);
+  });
+
+  it("leaves node's ServerResponse and an app without stowage as they were", async () => {
+    const end = ServerResponse.prototype.end;
+    const writeHead = ServerResponse.prototype.writeHead;
+    const withStowage = makeApp();
+    withStowage.use(expressSessions(createSessions()));
+    withStowage.get("/", async (req, res) => {
+      (await sessionOf(req)).set("n", 1);
+      res.send("ok");
+    });
+    expect((await send(`http://${await serve(withStowage)}`, "GET", "/")).setCookies).toHaveLength(1);
+    const without = makeApp();
+    without.get("/", (_req, res) => {
+      res.setHeader("x-plain", "yes");
+      res.status(201).send("plain");
+    });
+    const plain = await fetch(`http://${await serve(without)}/`);
+    expect([plain.status, plain.headers.get("x-plain"), await plain.text()]).toEqual([201, "yes", "plain"]);
+    expect(plain.headers.getSetCookie()).toEqual([]);
+    expect(ServerResponse.prototype.end).toBe(end);
+    expect(ServerResponse.prototype.writeHead).toBe(writeHead);
+  });
+
+  it("a patch of node's ServerResponse.prototype.end made after stowage hooked express (an APM agent) still runs", async () => {
+    const sessions = createSessions();
+    const app = makeApp();
+    app.use(expressSessions(sessions));
+    app.get("/", async (req, res) => {
+      (await sessionOf(req)).set("n", 1);
+      res.send("ok");
+    });
+    const host = await serve(app);
+    await send(`http://${host}`, "GET", "/");
+    const original = ServerResponse.prototype.end;
+    let patched = 0;
+    ServerResponse.prototype.end = function (this: ServerResponse, ...args: unknown[]) {
+      patched++;
+      return (original as (...a: unknown[]) => ServerResponse).apply(this, args);
+    } as ServerResponse["end"];
+    try {
+      const answer = await send(`http://${host}`, "GET", "/");
+      expect(patched).toBe(1);
+      expect((await stored(sessions, answer))?.get("n")).toBe(1);
+    } finally {
+      ServerResponse.prototype.end = original;
+    }
+  });
+});
+
+/**
+ * A copy of express of its own, as a second install of it in node_modules would be: its modules evaluated
+ * anew, so its shared response object is one no stowage middleware has seen yet.
+ */
+function freshExpress(name: "express" | "express4"): typeof express {
+  const require = createRequire(import.meta.url);
+  const root = dirname(require.resolve(`${name}/package.json`));
+  for (const key of Object.keys(require.cache)) {
+    if (key.startsWith(`${root}/`) && !key.slice(root.length).includes("/node_modules/"))
+      delete require.cache[key];
+  }
+  return require(name) as typeof express;
+}
+
+describe("express apps of two copies of express", () => {
+  it.each([
+    ["express 4 inside express 5", "express", "express4"],
+    ["express 5 inside express 4", "express4", "express"],
+  ] as const)("%s: a session loaded in the inner app is committed", async (_name, outerName, innerName) => {
+    const sessions = createSessions();
+    const outer = freshExpress(outerName)();
+    const inner = freshExpress(innerName)();
+    outer.use(expressSessions(sessions));
+    inner.get("/in", async (req, res) => {
+      (await sessionOf(req)).set("inner", true);
+      res.send("ok");
+    });
+    // Called as a handler, not mounted: express gives the inner app's responses its own copy's prototype.
+    outer.use("/inner", (req, res, next) => inner(req, res, next));
+    const host = await serve(outer);
+    const answer = await send(`http://${host}`, "GET", "/inner/in");
+    expect(answer.setCookies).toHaveLength(1);
+    expect((await sessions.load(cookieOf(answer.setCookies[0]!).value))?.get("inner")).toBe(true);
+  });
+
+  it("a session loaded in the outer app and changed in the inner one is committed when the inner app mounts the middleware too", async () => {
+    const sessions = createSessions();
+    const outer = freshExpress("express4")();
+    const inner = freshExpress("express")();
+    outer.use(expressSessions(sessions));
+    outer.use((req, _res, next) => {
+      sessionOf(req).then((s) => {
+        s.set("outer", true);
+        next();
+      }, next);
+    });
+    inner.use(expressSessions(sessions));
+    inner.get("/in", (req, res) => {
+      const session = sessionOf(req).peek();
+      session?.set("inner", true);
+      res.send("ok");
+    });
+    outer.use("/inner", (req, res, next) => inner(req, res, next));
+    const answer = await send(`http://${await serve(outer)}`, "GET", "/inner/in");
+    const loaded = await sessions.load(cookieOf(answer.setCookies[0]!).value);
+    expect([loaded?.get("outer"), loaded?.get("inner")]).toEqual([true, true]);
   });
 });
 
