@@ -91,6 +91,9 @@ export function attachSession<A extends object>(
   res: ServerResponse,
   options: AttachOptions = {},
 ): AttachedSession<A> {
+  if (hookOf(res) !== undefined) {
+    throw new StowageError("CONFIG_INVALID", "this response already has a stowage session attached");
+  }
   const hook = openHook(sessions, carriage, req, res, options, undefined);
   hookOwn(hook);
   return hook;
@@ -100,7 +103,8 @@ export function attachSession<A extends object>(
  * `attachSession` for express, which also puts the lazy session on `req.session` (read-only: the
  * response's hook finds its session there). An express response gets its app's prototype, whose own
  * prototype is the response object its copy of express shares among all its apps and sub-apps; the
- * hooks go there, once, rather than onto each response.
+ * hooks go there, once, rather than onto each response. The caller has made sure `attachedHook(res)` is
+ * undefined.
  *
  * Fast path: V8 gives every express response a map of its own (express swaps its prototype), so each
  * property added to one builds a new map: three hook properties cost 4.8 KB of garbage and about a
@@ -135,9 +139,6 @@ function openHook<A extends object>(
   options: AttachOptions,
   shared: ServerResponse | undefined,
 ): ResponseHook<A> {
-  if (hookOf(res) !== undefined) {
-    throw new StowageError("CONFIG_INVALID", "this response already has a stowage session attached");
-  }
   const secure = carriage.isSecure(
     options.tls ?? (req.socket as TLSSocket).encrypted === true,
     carriage.trustsProxy ? rawHeader(req, "x-forwarded-proto") : undefined,
