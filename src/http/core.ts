@@ -7,8 +7,8 @@ import type { Migration } from "./migrate.js";
 
 /** @internal What a lazy session tells the hook on its response. */
 export interface ResponseBinding {
-  /** The session is being loaded, so it will have something to commit when the response ends. */
-  loading(): void;
+  /** Called as the session starts loading (it will then have something to commit): follows the response to the prototype it has now. */
+  rebind(): void;
 }
 
 /** Options of a `LazySession`. */
@@ -106,7 +106,7 @@ export class LazySession<A extends object = Attributes> implements PromiseLike<S
 
   #load(): Promise<Session<A>> {
     if (this.#promise === undefined) {
-      this.response?.loading();
+      this.response?.rebind();
       this.#promise = this.#open();
       const take = this.#onLoadError;
       if (take !== undefined) {

@@ -55,7 +55,7 @@ export function sessionMiddleware<A extends object = Attributes>(
     const attached = attachedHook(res);
     if (attached !== undefined) {
       // Mounted twice on one request's way (an app and its router, or an app of another copy of express
-      // mounted inside): the first one's session stands, hooked wherever the response ends now.
+      // called as a handler inside): the first one's session stands, hooked wherever the response ends now.
       if (attached.sessions !== sessions) {
         next(new StowageError("CONFIG_INVALID", ANOTHER_MANAGER));
         return;

@@ -274,11 +274,6 @@ class ResponseHook<A extends object> implements AttachedSession<A>, ResponseBind
    * parent's prototype) hooks that copy's shared object too, or else its response's own properties: the
    * session being loaded now must be committed through whichever `end` the handler will call.
    */
-  loading(): void {
-    this.rebind();
-  }
-
-  /** See `loading`. */
   rebind(): void {
     if (!this.shared || hookPrototype(this.res)) return;
     this.shared = false;
