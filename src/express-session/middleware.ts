@@ -14,10 +14,10 @@ import {
 } from "../core/tokens.js";
 import { readCookie } from "../http/carriage.js";
 import { type MigrateOptions, Migration } from "../http/migrate.js";
-import { appendSetCookie } from "../http/node.js";
+import { appendSetCookie, hookPrototype, sharedResponse, shareExpressHooks } from "../http/node.js";
 import { type SigningSecret, sign, unsign } from "../http/signature.js";
 import { Cookie, type CookieOptions } from "./cookie.js";
-import { addGrant, type Grant, grantOf, holdState, type RequestState, storedOf } from "./grants.js";
+import { addGrant, type Grant, grantOf, holdState, type RequestState, stateOf, storedOf } from "./grants.js";
 import { diff, differs, type Snapshot, snapshotOf } from "./properties.js";
 import { Session, type SessionData, type SessionIncomingMessage, type Store } from "./session.js";
 import { MemoryStore, StowageStore } from "./stowage-store.js";
@@ -101,7 +101,14 @@ export function session(options: SessionOptions = {}): SessionMiddleware {
     next: (error?: unknown) => void,
   ) {
     const req = request as Request;
-    if (req.session || !config.ready) return next();
+    if (req.session) {
+      // Mounted again on this request's way (by a router, or by an app of another copy of express
+      // called as a handler, which gives the response that copy's prototype): the first cycle stands.
+      const cycle = stateOf(req);
+      if (cycle instanceof Cycle && cycle.res === res) cycle.rebind();
+      return next();
+    }
+    if (!config.ready) return next();
     const path = config.cookieOf(req).path;
     if (path !== undefined && path !== "/" && !pathnameOf(req).startsWith(path)) return next();
     const secrets = config.secrets ?? (req.secret ? [req.secret] : undefined);
@@ -109,12 +116,10 @@ export function session(options: SessionOptions = {}): SessionMiddleware {
       return next(new Error("secret option required for sessions"));
     req.sessionStore = store;
     const presented = config.hashed ? readToken(config, req) : readSigned(req, config.name, secrets ?? []);
-    const cycle = new Cycle(config, req, res as HookedResponse, next, presented?.id, secrets ?? []);
+    const shared = sharedResponse(res);
+    const cycle = new Cycle(config, req, res as HookedResponse, next, presented?.id, secrets ?? [], shared);
     req.sessionID = presented?.id;
-    const hooked = res as HookedResponse;
-    hooked[CYCLE] = cycle;
-    res.writeHead = hookedWriteHead as ServerResponse["writeHead"];
-    res.end = hookedEnd as ServerResponse["end"];
+    if (shared === undefined) cycle.hookOwn();
     holdState(req, cycle);
     if (presented === undefined) return cycle.fresh();
     store.get(presented.id, (error, data) => cycle.loaded(presented, error, data));
@@ -228,8 +233,10 @@ class Cycle implements RequestState {
   moved: string | undefined;
   headersDone = false;
   ended = false;
-  readonly realEnd: (...args: unknown[]) => ServerResponse;
-  readonly realWriteHead: (...args: unknown[]) => ServerResponse;
+  realEnd: (...args: unknown[]) => ServerResponse;
+  realWriteHead: (...args: unknown[]) => ServerResponse;
+  /** Hooked through express's shared response object rather than the response's own properties (see `attachToExpress`). */
+  shared: boolean;
 
   constructor(
     readonly config: Config,
@@ -238,9 +245,30 @@ class Cycle implements RequestState {
     readonly next: (error?: unknown) => void,
     readonly cookieId: string | undefined,
     readonly secrets: readonly SigningSecret[],
+    // What a shared hook ends through (node's own `end` and `writeHead`), read now so that a later patch
+    // of node's is still honoured.
+    shared: ServerResponse | undefined,
   ) {
-    this.realEnd = res.end as (...args: unknown[]) => ServerResponse;
-    this.realWriteHead = res.writeHead as (...args: unknown[]) => ServerResponse;
+    this.shared = shared !== undefined;
+    this.realEnd = (shared ?? res).end as (...args: unknown[]) => ServerResponse;
+    this.realWriteHead = (shared ?? res).writeHead as (...args: unknown[]) => ServerResponse;
+  }
+
+  /** Hooks `end` and `writeHead` on the response itself, inside whatever wrapped them before. */
+  hookOwn(): void {
+    const res: ServerResponse = this.res;
+    this.res[CYCLE] = this;
+    res.writeHead = hookedWriteHead as ServerResponse["writeHead"];
+    res.end = hookedEnd as ServerResponse["end"];
+  }
+
+  /** A shared hook whose response has moved to another copy of express's prototype follows it there. */
+  rebind(): void {
+    if (!this.shared || this.ended || hookPrototype(this.res)) return;
+    this.shared = false;
+    this.realEnd = this.res.end as (...args: unknown[]) => ServerResponse;
+    this.realWriteHead = this.res.writeHead as (...args: unknown[]) => ServerResponse;
+    this.hookOwn();
   }
 
   /** A request with no session: a new one, or the old express-session one its cookie names, moved over. */
@@ -418,6 +446,13 @@ class Cycle implements RequestState {
     return res;
   }
 }
+
+// An express response hooked through the shared response object (no property of stowage's on it, see
+// `attachToExpress`) finds its cycle as its request's state.
+shareExpressHooks((res) => {
+  const cycle = stateOf(res.req);
+  return cycle instanceof Cycle && cycle.shared && cycle.res === res ? cycle : undefined;
+});
 
 // Shared functions that find their request's cycle through CYCLE: no closures to build per request.
 function hookedEnd(this: HookedResponse, ...args: unknown[]): ServerResponse {

@@ -189,7 +189,7 @@ function hookOf(res: ServerResponse): ResponseHook<object> | undefined {
  * or undefined when `res` does not reach the shared hooks (see `hookPrototype`) or something before
  * stowage wrapped its `end` or `writeHead` on the response itself.
  */
-function sharedResponse(res: ServerResponse): ServerResponse | undefined {
+export function sharedResponse(res: ServerResponse): ServerResponse | undefined {
   if (!hookPrototype(res)) return undefined;
   return res.end === sharedEnd && res.writeHead === sharedWriteHead ? ServerResponse.prototype : undefined;
 }
@@ -200,7 +200,7 @@ function sharedResponse(res: ServerResponse): ServerResponse | undefined {
  * from its parent's). False for a response that is not express's, or whose copy's object has an `end`
  * or `writeHead` of someone else's.
  */
-function hookPrototype(res: ServerResponse): boolean {
+export function hookPrototype(res: ServerResponse): boolean {
   const proto = Object.getPrototypeOf(res) as ServerResponse;
   if (proto.end === sharedEnd && proto.writeHead === sharedWriteHead) return true;
   if (proto === ServerResponse.prototype) return false;
@@ -222,16 +222,32 @@ function sharedHook(res: ServerResponse): ResponseHook<object> | undefined {
   return hook instanceof ResponseHook && hook.shared && hook.res === res ? hook : undefined;
 }
 
+/** A response's own hook object, as the shared `end` and `writeHead` call it. */
+export interface SharedBinding {
+  end(args: unknown[]): ServerResponse;
+  writeHead(args: unknown[]): ServerResponse;
+}
+
+// The one other middleware whose responses end through the shared hooks: stowage/express-session's,
+// which keeps its per-request cycle where this module cannot look (it imports this module, not the
+// other way round), so it says how to find it.
+let otherBinding: ((res: ServerResponse) => SharedBinding | undefined) | undefined;
+
+/** Lets stowage/express-session hook its responses through express's shared response object: `find` gives a response its cycle. */
+export function shareExpressHooks(find: (res: ServerResponse) => SharedBinding | undefined): void {
+  otherBinding = find;
+}
+
 // Installed on express's shared response object: they serve every response of that copy of express, so
 // one without a stowage session (another app's, or one hooked on its own properties) passes straight on.
 function sharedEnd(this: ServerResponse, ...args: unknown[]): ServerResponse {
-  const hook = sharedHook(this);
+  const hook = sharedHook(this) ?? otherBinding?.(this);
   if (hook !== undefined) return hook.end(args);
   return (ServerResponse.prototype.end as (...a: unknown[]) => ServerResponse).apply(this, args);
 }
 
 function sharedWriteHead(this: ServerResponse, ...args: unknown[]): ServerResponse {
-  const hook = sharedHook(this);
+  const hook = sharedHook(this) ?? otherBinding?.(this);
   if (hook !== undefined) return hook.writeHead(args);
   return (ServerResponse.prototype.writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
 }
