@@ -118,6 +118,8 @@ export interface CheckedToken extends ParsedToken {
   token: string;
   /** `verifierOf(secret)` as ASCII bytes, once computed: a token whose id names nothing is never hashed. */
   hashed: Uint8Array | undefined;
+  /** The stored verifier this token last matched, so that a remembered token is not compared again. */
+  matched: string | undefined;
 }
 
 /**
@@ -130,10 +132,19 @@ export function shareStoredId(checked: CheckedToken, storedId: string): void {
   checked.id = storedId;
 }
 
-/** Constant-time check of a token's secret against a stored verifier; hashes the secret on first use. */
+/**
+ * Constant-time check of a token's secret against a stored verifier; hashes the secret on first use.
+ *
+ * Fast path (docs/internals.md, bench row "node:http server CPU per request"): a keep-alive client's
+ * remembered token (`TokenMemo`, matched in constant time) that already matched this verifier is not
+ * compared again. The `===` looks only at two texts of the store's, never at what the client sent.
+ */
 export function matchesVerifier(checked: CheckedToken, verifier: string): boolean {
+  if (verifier === checked.matched) return true;
   checked.hashed ??= asciiBytes(sha256(checked.secret));
-  return equalBytes(verifier, checked.hashed);
+  if (!equalBytes(verifier, checked.hashed)) return false;
+  checked.matched = verifier;
+  return true;
 }
 
 /**
@@ -159,7 +170,13 @@ export class TokenMemo {
 
 function checkToken(token: unknown): CheckedToken | null {
   if (!wellFormed(token)) return null;
-  return { token, id: token.slice(0, ID_LENGTH), secret: token.slice(ID_LENGTH + 1), hashed: undefined };
+  return {
+    token,
+    id: token.slice(0, ID_LENGTH),
+    secret: token.slice(ID_LENGTH + 1),
+    hashed: undefined,
+    matched: undefined,
+  };
 }
 
 // Scratch space for equalText and equalBytes. Reading a string a character at a time costs several

@@ -112,6 +112,25 @@ describe("tokens", () => {
     expect(memo.check(altered, connection)).toBe(other);
   });
 
+  it("remembers a match only for the verifier it matched", () => {
+    const memo = new TokenMemo();
+    const connection = {};
+    const a = issueToken();
+    const b = issueToken();
+    const checked = memo.check(a.token, connection)!;
+    expect(matchesVerifier(checked, a.verifier)).toBe(true);
+    expect(checked.matched).toBe(a.verifier);
+    // The store's verifier for that id changed (another secret now): compared again, and refused.
+    expect(matchesVerifier(memo.check(a.token, connection)!, b.verifier)).toBe(false);
+    // A refusal does not replace the remembered match, and the same text from another read still matches.
+    expect(checked.matched).toBe(a.verifier);
+    expect(matchesVerifier(memo.check(a.token, connection)!, `${a.verifier}`.slice(0))).toBe(true);
+    // A token never matched remembers nothing.
+    const fresh = memo.check(b.token, {})!;
+    expect(matchesVerifier(fresh, a.verifier)).toBe(false);
+    expect(fresh.matched).toBeUndefined();
+  });
+
   it("validates bare ids", () => {
     expect(isValidId(issueToken().id)).toBe(true);
     expect(isValidId("abc")).toBe(false);
