@@ -1,12 +1,11 @@
 import { ServerResponse } from "node:http";
-import { createRequire } from "node:module";
-import { dirname } from "node:path";
 import express from "express";
 import express4 from "express4";
 import { afterAll, describe, expect, it } from "vitest";
 import session, { MemoryStore } from "../../src/express-session/index.js";
 import { sessionMiddleware, sessionOf } from "../../src/http/express.js";
 import { createSessions } from "../../src/index.js";
+import { endWrapper, freshExpress } from "../http/express-copies.js";
 import { Browser, listen } from "./app.js";
 
 const closes: (() => Promise<void>)[] = [];
@@ -36,20 +35,6 @@ function readable(app: express.Express): express.Express {
 
 async function read(browser: Browser): Promise<Bag> {
   return JSON.parse((await browser.get("/read")).text) as Bag;
-}
-
-/**
- * A copy of express of its own, as a second install in node_modules would be: its modules evaluated
- * anew, so its shared response object is one no middleware has hooked yet.
- */
-function freshExpress(name: "express" | "express4"): typeof express {
-  const require = createRequire(import.meta.url);
-  const root = dirname(require.resolve(`${name}/package.json`));
-  for (const key of Object.keys(require.cache)) {
-    if (key.startsWith(`${root}/`) && !key.slice(root.length).includes("/node_modules/"))
-      delete require.cache[key];
-  }
-  return require(name) as typeof express;
 }
 
 describe.each([
@@ -85,16 +70,7 @@ describe.each([
   it("res.end wrapped before and after the middleware: every wrapper runs, the one before sees the cookie", async () => {
     const app = makeApp();
     const calls: string[] = [];
-    const wrapEnd =
-      (label: string): express.RequestHandler =>
-      (_req, res, next) => {
-        const end = res.end;
-        res.end = function (this: express.Response, ...args: unknown[]) {
-          calls.push(`${label}:${res.getHeader("set-cookie") === undefined ? "no cookie" : "cookie"}`);
-          return (end as (...a: unknown[]) => express.Response).apply(this, args);
-        } as express.Response["end"];
-        next();
-      };
+    const wrapEnd = endWrapper(calls);
     app.use(wrapEnd("before"));
     app.use(dropIn(new MemoryStore()));
     app.use(wrapEnd("after"));

@@ -2,10 +2,9 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, createServer, type RequestListener, request, type Server, ServerResponse } from "node:http";
 import { createServer as createTlsServer, request as httpsRequest } from "node:https";
-import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { getRequestListener } from "@hono/node-server";
 import express from "express";
 import express4 from "express4";
@@ -20,6 +19,7 @@ import { sessionMiddleware as honoSessions, type SessionVariables } from "../../
 import { attachSession, Carriage, handleFetch, withSessions } from "../../src/http/index.js";
 import { createSessions, MemoryStore, type Sessions } from "../../src/index.js";
 import { type Answer, cookieOf, send } from "./client.js";
+import { endWrapper, freshExpress } from "./express-copies.js";
 
 const servers: Server[] = [];
 afterAll(async () => {
@@ -374,16 +374,7 @@ describe.each(EXPRESSES)("%s response hooks", (_name, makeApp) => {
     const sessions = createSessions();
     const app = makeApp();
     const calls: string[] = [];
-    const wrapEnd =
-      (label: string): express.RequestHandler =>
-      (_req, res, next) => {
-        const end = res.end;
-        res.end = function (this: express.Response, ...args: unknown[]) {
-          calls.push(`${label}:${res.getHeader("set-cookie") === undefined ? "no cookie" : "cookie"}`);
-          return (end as (...a: unknown[]) => express.Response).apply(this, args);
-        } as express.Response["end"];
-        next();
-      };
+    const wrapEnd = endWrapper(calls);
     app.use(wrapEnd("before"));
     app.use(expressSessions(sessions));
     app.use(wrapEnd("after"));
@@ -493,20 +484,6 @@ describe.each(EXPRESSES)("%s response hooks", (_name, makeApp) => {
     }
   });
 });
-
-/**
- * A copy of express of its own, as a second install of it in node_modules would be: its modules evaluated
- * anew, so its shared response object is one no stowage middleware has seen yet.
- */
-function freshExpress(name: "express" | "express4"): typeof express {
-  const require = createRequire(import.meta.url);
-  const root = dirname(require.resolve(`${name}/package.json`));
-  for (const key of Object.keys(require.cache)) {
-    if (key.startsWith(`${root}/`) && !key.slice(root.length).includes("/node_modules/"))
-      delete require.cache[key];
-  }
-  return require(name) as typeof express;
-}
 
 describe("express apps of two copies of express", () => {
   it.each([
