@@ -35,15 +35,17 @@ const exportedFiles = Object.entries(pkg.exports).flatMap(([name, target]) =>
 const run = promisify(execFile);
 /** For the tests that run tsc or npm: each takes tens of seconds on a busy 2-core machine. */
 const SLOW = 240_000;
+/** Runs this project's tsc; it exits non-zero, with every error on stdout, when the compile fails. */
+const tsc = (...args: string[]) =>
+  run(process.execPath, [join(process.cwd(), "node_modules/typescript/bin/tsc"), ...args]);
 const out = mkdtempSync(join(tmpdir(), "stowage-build-"));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 it(
   "the build emits JavaScript and types for every subpath export and the CLI",
   async () => {
-    const tsc = "node_modules/typescript/bin/tsc";
-    await run(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out]);
-    await run(process.execPath, [tsc, "-p", "tsconfig.cjs.json", "--outDir", join(out, "cjs")]);
+    await tsc("-p", "tsconfig.build.json", "--outDir", out);
+    await tsc("-p", "tsconfig.cjs.json", "--outDir", join(out, "cjs"));
     await run(process.execPath, ["scripts/finish-cjs.mjs", join(out, "cjs")]);
     const inOut = (path: string) => join(out, path.replace(/^\.\/dist\//, ""));
     expect(exportedFiles.length).toBeGreaterThanOrEqual(4 * 9);
@@ -167,9 +169,7 @@ it(
       for (const driverTypes of ["better-sqlite3", "pg", "ws"])
         expect(existsSync(join(modules, "@types", driverTypes))).toBe(false);
       // tsc exits non-zero, with every error on stdout, if a published type needs what is not there.
-      await run(process.execPath, [join(process.cwd(), "node_modules/typescript/bin/tsc"), "-p", app], {
-        encoding: "utf8",
-      });
+      await tsc("-p", app);
     } finally {
       rmSync(app, { recursive: true, force: true });
     }
@@ -180,11 +180,7 @@ it(
 it(
   "stowage/express-session types express's Request with the documented augmentation and is a RequestHandler",
   async () => {
-    await run(
-      process.execPath,
-      [join(process.cwd(), "node_modules/typescript/bin/tsc"), "-p", "test/fixtures/drop-in-app"],
-      { encoding: "utf8" },
-    );
+    await tsc("-p", "test/fixtures/drop-in-app");
   },
   SLOW,
 );
@@ -194,11 +190,7 @@ it(
   async () => {
     // test/fixtures/typed-app: its @ts-expect-error lines fail the compile if the types let a wrong key or
     // value through; its own tsconfig leaves express-session's types out, as an app without them has.
-    await run(
-      process.execPath,
-      [join(process.cwd(), "node_modules/typescript/bin/tsc"), "-p", "test/fixtures/typed-app"],
-      { encoding: "utf8" },
-    );
+    await tsc("-p", "test/fixtures/typed-app");
   },
   SLOW,
 );
