@@ -170,6 +170,16 @@ function getSetRoute(
   return String(n);
 }
 
+/**
+ * stowage's MemoryStore, with its sweep interval from STOWAGE_BENCH_SWEEP_MS when set: under callgrind
+ * (bench/instructions.ts) a request takes ~50 times as long, so a timer on wall time would do ~50 times
+ * its share of work per request (packing idle records) unless its interval stretches as much.
+ */
+function memoryStore(): MemoryStore {
+  const sweep = process.env.STOWAGE_BENCH_SWEEP_MS;
+  return new MemoryStore(sweep === undefined ? {} : { sweepIntervalMs: Number(sweep) });
+}
+
 async function dropRedisPrefix(prefix: string): Promise<void> {
   const client = new Redis(REDIS_URL);
   await dropPrefix(client, prefix);
@@ -212,7 +222,7 @@ async function start(scenario: Scenario, prefix: string): Promise<Started> {
       return { server: createServer(app), cleanup: nothing };
     }
     case "node-stowage": {
-      const sessions = createSessions({ store: new MemoryStore() });
+      const sessions = createSessions({ store: memoryStore() });
       const handler = withSessions(sessions, async (req, res, lazy) => {
         const body = stowageRoute(req.url, await lazy);
         res.end(typeof body === "string" ? body : await body);
@@ -222,7 +232,7 @@ async function start(scenario: Scenario, prefix: string): Promise<Started> {
     case "express-session":
       return { server: createServer(expressWithSession(new session.MemoryStore())), cleanup: nothing };
     case "express-stowage": {
-      const sessions = createSessions({ store: new MemoryStore() });
+      const sessions = createSessions({ store: memoryStore() });
       return { server: createServer(expressStowage(sessions)), cleanup: () => sessions.close() };
     }
     case "express-session-redis": {
@@ -251,7 +261,7 @@ async function start(scenario: Scenario, prefix: string): Promise<Started> {
       return { server, cleanup: nothing };
     }
     case "fastify-stowage": {
-      const sessions = createSessions({ store: new MemoryStore() });
+      const sessions = createSessions({ store: memoryStore() });
       const server = await fastifyServer(async (app) => {
         await app.register(sessionPlugin(sessions));
         app.get("/*", async (request: FastifyRequest) =>
@@ -272,14 +282,14 @@ async function start(scenario: Scenario, prefix: string): Promise<Started> {
       return { server: createServer(getRequestListener(app.fetch)), cleanup: nothing };
     }
     case "hono-stowage": {
-      const sessions = createSessions({ store: new MemoryStore() });
+      const sessions = createSessions({ store: memoryStore() });
       const app = new Hono()
         .use(stowageHono(sessions))
         .get("*", async (c) => c.text(await stowageRoute(c.req.path, await c.get("session"))));
       return { server: createServer(getRequestListener(app.fetch)), cleanup: () => sessions.close() };
     }
     case "express-dropin": {
-      const store = new MemoryStore();
+      const store = memoryStore();
       return {
         server: createServer(expressWithSession(store as never, dropIn)),
         cleanup: () => store.close(),

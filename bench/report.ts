@@ -160,6 +160,8 @@ function header(when: string, where: string): string {
     "(stowage ÷ peer; above 1 means stowage is faster). Benchmarks are not tests: figures move with the",
     "machine and its load, so compare ratios, not absolute numbers. On a shared 2-core machine a ratio",
     "moves by about ±15% from run to run even with interleaved rounds; read one near its target as a tie.",
+    'The "instructions" group counts user-space instructions per request under callgrind instead, which',
+    "repeats to a fraction of a percent: the figure to check a change to a request path against.",
     "A full run rewrites this file;",
     "`npm run bench -- --only <group>` rewrites only that group's section and keeps the others.",
     "",

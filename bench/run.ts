@@ -8,6 +8,7 @@ const GROUPS: Record<string, () => Promise<{ run(): Promise<GroupReport> }>> = {
   redis: () => import("./redis.js"),
   postgres: () => import("./postgres.js"),
   http: () => import("./http.js"),
+  instructions: () => import("./instructions.js"),
   connections: () => import("./connections.js"),
   tcp: () => import("./tcp.js"),
 };
