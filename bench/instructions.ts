@@ -30,6 +30,9 @@ const GC =
 const COMPILER =
   /compiler::|maglev|Compiler|v8::internal::(Pre)?Parser\b|ParserBase|BytecodeGenerator|Zone::/;
 
+/** What each counted request is: GET / on a session of 1 KB or of three small attributes, or a new session. */
+type Load = "1kb" | "small" | "create";
+
 /** Instructions per counted request: all of them, and those of the program itself (no GC, no compiler). */
 interface Count {
   total: number;
@@ -82,8 +85,12 @@ async function login(port: number, small: boolean): Promise<string[]> {
  * `times` requests one after another on one keep-alive socket. The same sockets serve every phase, so
  * no connection opens or closes while instructions are counted.
  */
-function requests(socket: Socket, cookie: string, times: number): Promise<void> {
-  const request = `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ${cookie}\r\n\r\n`;
+function requests(socket: Socket, cookie: string | undefined, times: number): Promise<void> {
+  // With no cookie, each request logs in: a new session with the ~1 KB of attributes.
+  const request =
+    cookie === undefined
+      ? "GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+      : `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ${cookie}\r\n\r\n`;
   return new Promise((resolve, reject) => {
     let buffered = "";
     let done = 0;
@@ -119,12 +126,12 @@ function control(args: string[], pid: number): void {
 }
 
 /** Instructions per request of one server: warm-up, then `COUNTED` requests with counters zeroed. */
-async function count(scenario: string, small: boolean): Promise<Count> {
+async function count(scenario: string, load: Load): Promise<Count> {
   const dir = mkdtempSync(join(tmpdir(), "stowage-callgrind-"));
   const { child, port } = await startCounted(scenario, dir);
   const sockets: Socket[] = [];
   try {
-    const cookies = await login(port, small);
+    const cookies = load === "create" ? [] : await login(port, load === "small");
     for (let i = 0; i < CONNECTIONS; i++) {
       const socket = connect(port, "127.0.0.1");
       await once(socket, "connect");
@@ -132,7 +139,7 @@ async function count(scenario: string, small: boolean): Promise<Count> {
       sockets.push(socket);
     }
     const all = (total: number) =>
-      Promise.all(sockets.map((s, i) => requests(s, cookies[i]!, Math.ceil(total / CONNECTIONS))));
+      Promise.all(sockets.map((s, i) => requests(s, cookies[i], Math.ceil(total / CONNECTIONS))));
     await all(WARM);
     control(["-i", "on"], child.pid!);
     await all(WARM_INSTRUMENTED);
@@ -204,11 +211,15 @@ export async function run(): Promise<GroupReport> {
       notes: ["Not measured: valgrind is not installed (Debian: `apt-get install valgrind`)."],
     };
   }
-  const nodeMap = await count("node-map", false);
-  const nodeStowage = await count("node-stowage", false);
-  const expressSession = await count("express-session", true);
-  const expressStowage = await count("express-stowage", true);
-  const expressBare = await count("express-bare", true);
+  const nodeMap = await count("node-map", "1kb");
+  const nodeStowage = await count("node-stowage", "1kb");
+  const expressSession = await count("express-session", "1kb");
+  const expressStowage = await count("express-stowage", "1kb");
+  const expressSessionSmall = await count("express-session", "small");
+  const expressStowageSmall = await count("express-stowage", "small");
+  const expressBareSmall = await count("express-bare", "small");
+  const creationSession = await count("express-session", "create");
+  const creationStowage = await count("express-stowage", "create");
   return {
     group: "instructions",
     title,
@@ -219,20 +230,31 @@ export async function run(): Promise<GroupReport> {
         ["Map by cookie", nodeMap],
       ),
       ...rows(
-        "express + stowage vs express + express-session (MemoryStore, small sessions)",
+        "express + stowage vs express + express-session (MemoryStore, 1 KB)",
         ["sessionMiddleware", expressStowage],
         ["express-session", expressSession],
       ),
       ...rows(
+        "express + stowage vs express + express-session (MemoryStore, small sessions)",
+        ["sessionMiddleware", expressStowageSmall],
+        ["express-session", expressSessionSmall],
+      ),
+      ...rows(
         "express + stowage vs express with no session (small sessions)",
-        ["sessionMiddleware", expressStowage],
-        ["express alone", expressBare],
+        ["sessionMiddleware", expressStowageSmall],
+        ["express alone", expressBareSmall],
+      ),
+      ...rows(
+        "express: a new session with 1 KB on every request (MemoryStore), stowage vs express-session",
+        ["sessionMiddleware", creationStowage],
+        ["express-session", creationSession],
       ),
     ],
     notes: [
       `Each server of the HTTP group (bench/http-server.ts) runs alone under valgrind's callgrind; ${CONNECTIONS}` +
         " keep-alive connections, each with its own session from the server's /login (or /login-small), send" +
-        ` GET / one after another (increment a counter, answer it). ${WARM} requests uninstrumented to warm the` +
+        " GET / one after another (increment a counter, answer it); for the new-session rows they send GET" +
+        ` /login with no cookie instead. ${WARM} requests uninstrumented to warm the` +
         ` JIT, ${WARM_INSTRUMENTED} instrumented, then the counters are zeroed and ${COUNTED} requests counted.` +
         " The same sockets serve every phase. A request takes about 25 times as long under callgrind, so" +
         " MemoryStore's timer (which packs idle records) runs at 25 s instead of 1 s, to do per request what" +
