@@ -172,7 +172,7 @@ function getSetRoute(
 
 /**
  * stowage's MemoryStore, with its sweep interval from STOWAGE_BENCH_SWEEP_MS when set: under callgrind
- * (bench/instructions.ts) a request takes ~50 times as long, so a timer on wall time would do ~50 times
+ * (bench/instructions.ts) a request takes ~25 times as long, so a timer on wall time would do ~25 times
  * its share of work per request (packing idle records) unless its interval stretches as much.
  */
 function memoryStore(): MemoryStore {

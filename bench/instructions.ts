@@ -2,7 +2,8 @@
 // HTTP servers of bench/http-server.ts. CPU time per request on a small VM swings by a third between runs
 // of the same server; an instruction count repeats to a fraction of a percent, so it tells whether a
 // change to the request path did anything at all. It counts user space only: the kernel's part (about
-// half of a node:http server's CPU) is the same for every server and is left out.
+// half of a node:http server's CPU: the same socket read and write per request for every server) is left
+// out.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
@@ -39,7 +40,7 @@ interface Count {
   program: number;
 }
 
-/** A bench server under callgrind, with instrumentation off until `measure` turns it on. */
+/** A bench server under callgrind, with instrumentation off until `count` turns it on. */
 async function startCounted(scenario: string, dir: string): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(
     "valgrind",
