@@ -41,3 +41,18 @@ export async function dropPrefix(client: Redis, prefix: string): Promise<void> {
     cursor = next;
   } while (cursor !== "0");
 }
+
+/**
+ * Starts `count` sessions through a bench server's own /login (1 KB) or /login-small and returns their
+ * Cookie headers ("" where the server set none).
+ */
+export async function login(url: string, count: number, small = false): Promise<string[]> {
+  const cookies: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const response = await fetch(`${url}/login${small ? "-small" : ""}`);
+    await response.text();
+    const cookie = response.headers.getSetCookie()[0]?.split(";")[0];
+    cookies.push(cookie ?? "");
+  }
+  return cookies;
+}

@@ -5,6 +5,7 @@ import { Agent, request } from "node:http";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { Redis } from "ioredis";
+import { login } from "./common.js";
 import { type GroupReport, infoRow, type Rate, ratioRow } from "./report.js";
 
 const CONNECTIONS = 50;
@@ -44,18 +45,6 @@ async function stopServer(server: Running): Promise<void> {
   const timer = setTimeout(() => server.child.kill("SIGKILL"), 10_000);
   await exited;
   clearTimeout(timer);
-}
-
-/** Starts `count` sessions through the server's own /login (1 KB) or /login-small and returns their Cookie headers. */
-async function login(url: string, count: number, small = false): Promise<string[]> {
-  const cookies: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const response = await fetch(`${url}/login${small ? "-small" : ""}`);
-    await response.text();
-    const cookie = response.headers.getSetCookie()[0]?.split(";")[0];
-    cookies.push(cookie ?? "");
-  }
-  return cookies;
 }
 
 /**

@@ -11,6 +11,7 @@ import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { login } from "./common.js";
 import type { GroupReport, Row } from "./report.js";
 
 const SERVER = fileURLToPath(new URL("./http-server.ts", import.meta.url));
@@ -69,19 +70,6 @@ async function startCounted(scenario: string, dir: string): Promise<{ child: Chi
   return { child, port: message.port };
 }
 
-/** Session cookies from the server's own login, one per connection. */
-async function login(port: number, small: boolean): Promise<string[]> {
-  const cookies: string[] = [];
-  for (let i = 0; i < CONNECTIONS; i++) {
-    const response = await fetch(`http://127.0.0.1:${port}/login${small ? "-small" : ""}`);
-    await response.text();
-    const cookie = response.headers.getSetCookie()[0]?.split(";")[0];
-    if (!cookie) throw new Error("the server set no cookie");
-    cookies.push(cookie);
-  }
-  return cookies;
-}
-
 /**
  * `times` requests one after another on one keep-alive socket. The same sockets serve every phase, so
  * no connection opens or closes while instructions are counted.
@@ -132,7 +120,9 @@ async function count(scenario: string, load: Load): Promise<Count> {
   const { child, port } = await startCounted(scenario, dir);
   const sockets: Socket[] = [];
   try {
-    const cookies = load === "create" ? [] : await login(port, load === "small");
+    const cookies =
+      load === "create" ? [] : await login(`http://127.0.0.1:${port}`, CONNECTIONS, load === "small");
+    if (cookies.includes("")) throw new Error(`${scenario} set no cookie`);
     for (let i = 0; i < CONNECTIONS; i++) {
       const socket = connect(port, "127.0.0.1");
       await once(socket, "connect");
@@ -182,22 +172,15 @@ function kilo(n: number): string {
   return `${(n / 1000).toFixed(1)} k`;
 }
 
-/** Rows for stowage beside one peer: the program's instructions (the ratio) and the total. */
+/** Rows for stowage beside one peer: the program's instructions and the total, each with its ratio. */
 function rows(metric: string, ours: [string, Count], peer: [string, Count]): Row[] {
-  return [
-    {
-      metric: `${metric}: instructions per request, program only`,
-      stowage: `${ours[0]}: ${kilo(ours[1].program)}`,
-      peer: `${peer[0]}: ${kilo(peer[1].program)}`,
-      ratio: peer[1].program / ours[1].program,
-    },
-    {
-      metric: `${metric}: instructions per request, with GC and compilers`,
-      stowage: `${ours[0]}: ${kilo(ours[1].total)}`,
-      peer: `${peer[0]}: ${kilo(peer[1].total)}`,
-      ratio: peer[1].total / ours[1].total,
-    },
-  ];
+  const row = (what: string, of: keyof Count): Row => ({
+    metric: `${metric}: instructions per request, ${what}`,
+    stowage: `${ours[0]}: ${kilo(ours[1][of])}`,
+    peer: `${peer[0]}: ${kilo(peer[1][of])}`,
+    ratio: peer[1][of] / ours[1][of],
+  });
+  return [row("program only", "program"), row("with GC and compilers", "total")];
 }
 
 /** Group "instructions": the node:http and express servers of the HTTP group, counted under callgrind. */
@@ -262,7 +245,7 @@ export async function run(): Promise<GroupReport> {
         " it does at full speed. Ratio: the peer's count ÷ stowage's, so above 1 is stowage ahead.",
       "Instructions of the server process in user space, all threads. 'Program only' leaves out V8's garbage" +
         " collector and compilers, whose share of a window depends on when they run: on this machine it" +
-        " repeated within 0.5% for node:http and 1.5% for express, whose count still moves with how often the" +
+        " repeated within about 1% for node:http and 2% for express, whose count still moves with how often the" +
         " collector ran in the window. The kernel's work (the socket read and write, about half of a node:http" +
         " server's CPU) is not counted; server CPU per request is in the HTTP group.",
     ],

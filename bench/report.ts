@@ -161,7 +161,7 @@ function header(when: string, where: string): string {
     "machine and its load, so compare ratios, not absolute numbers. On a shared 2-core machine a ratio",
     "moves by about ±15% from run to run even with interleaved rounds; read one near its target as a tie.",
     'The "instructions" group counts user-space instructions per request under callgrind instead, which',
-    "repeats to a fraction of a percent: the figure to check a change to a request path against.",
+    "repeats within about 1% (node:http) to 2% (express): the figure to check a change to a request path against.",
     "A full run rewrites this file;",
     "`npm run bench -- --only <group>` rewrites only that group's section and keeps the others.",
     "",
