@@ -38,6 +38,56 @@ describe("serializeJson", () => {
     expect(() => serializeJson(cyclic, "v")).toThrowError(/cycle/);
   });
 
+  it.each([
+    ["a lone surrogate in a string", { a: ["ok", "x\uD800"] }, /lone surrogate or U\+0000 in a string/],
+    ["U+0000 in a string", "a\0b", /lone surrogate or U\+0000 in a string/],
+    ["a lone surrogate in a property name", { a: { "\uDC00": 1 } }, /in a property name/],
+    ["U+0000 in a property name", [{ "k\0": 1 }], /in a property name/],
+  ])("refuses %s", (_, value, message) => {
+    expect(() => serializeJson(value, "v")).toThrowError(message);
+  });
+
+  it("accepts text whose JSON has escapes: control characters, backslashes, surrogate pairs", () => {
+    const value = { "tab\t": "\u001f", path: "C:\\users\\u", emoji: "😀", "\\u0000": "\\ud800" };
+    expect(JSON.parse(serializeJson(value, "v"))).toEqual(value);
+  });
+
+  it("finds a cycle, a sparse array and a non-plain object below any depth, and accepts deep values", () => {
+    const nest = (depth: number, leaf: unknown): unknown => {
+      let value = leaf;
+      for (let i = 0; i < depth; i++) value = i % 2 === 0 ? { next: value } : [value];
+      return value;
+    };
+    expect(JSON.parse(serializeJson(nest(200, "leaf"), "v"))).toEqual(nest(200, "leaf"));
+    const shared = { x: 1 };
+    expect(() => serializeJson(nest(100, [shared, shared]), "v")).not.toThrow();
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = nest(90, cyclic);
+    expect(() => serializeJson(nest(10, cyclic), "v")).toThrowError(/a cycle/);
+    expect(() => serializeJson(nest(100, new Date()), "v")).toThrowError(/a non-plain object/);
+    expect(() => serializeJson(nest(100, Object.assign(new Array(2), { 1: 1 })), "v")).toThrowError(
+      /a sparse array/,
+    );
+    expect(() => serializeJson(nest(100, { f: () => 1 }), "v")).toThrowError(/a function/);
+  });
+
+  it("refuses exactly what the string-by-string check refuses", () => {
+    const text = fc.string({
+      unit: fc.constantFrom("a", "\\", "u", "\0", "\uD800", "\uDC00", "\u001f", "😀"),
+    });
+    fc.assert(
+      fc.property(fc.dictionary(text, fc.oneof(text, fc.array(text))), (value) => {
+        const storable = (t: string) => t.isWellFormed() && !t.includes("\0");
+        const ok = Object.entries(value).every(
+          ([k, v]) => storable(k) && (Array.isArray(v) ? v.every(storable) : storable(v)),
+        );
+        if (ok) expect(JSON.parse(serializeJson(value, "v"))).toEqual(value);
+        else expect(() => serializeJson(value, "v")).toThrowError(/lone surrogate or U\+0000/);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
   it("jsonText spells every JSON value as JSON.stringify does", () => {
     for (const n of [0, -0, 1, -1.5, 1e21, 1e-7, 5e-324, Number.MAX_SAFE_INTEGER, 2 ** 64, 0.1 + 0.2]) {
       expect(jsonText(n)).toBe(JSON.stringify(n));
