@@ -161,6 +161,32 @@ describe("MemoryStore", () => {
     expect(await store.sweep(Date.now())).toBe(0);
   });
 
+  it("a record re-timed later outlives its old expiry and goes at its new one; one re-timed earlier goes at once", async () => {
+    const store = open({ sweepIntervalMs: 3_600_000 });
+    const base = Date.now() + 60_000;
+    const [committed, touched, earlier, kept] = [0, 1, 2, 3].map(() =>
+      makeRecord({ idleExpiresAt: base, expiresAt: base + 100_000 }),
+    );
+    for (const record of [committed!, touched!, kept!]) await store.insert(record);
+    await store.insert({ ...earlier!, idleExpiresAt: base + 3000 });
+    await store.commit(committed!.id, { set: { n: 1 }, meta: { idleExpiresAt: base + 1000 } });
+    await store.touch(touched!.id, base + 2000);
+    await store.touch(kept!.id, base + 50_000);
+    await store.touch(earlier!.id, base - 500);
+    expect(await store.sweep(base - 100)).toBe(1);
+    expect(await store.get(earlier!.id)).toBeUndefined();
+    // Past the old expiry of the other three: each is moved to its place, none removed.
+    expect(await store.sweep(base + 500)).toBe(0);
+    expect(store.size).toBe(3);
+    expect((await store.get(committed!.id))?.attributes).toEqual({ ...committed!.attributes, n: 1 });
+    expect(await store.sweep(base + 1500)).toBe(1);
+    expect(await store.get(committed!.id)).toBeUndefined();
+    expect(await store.sweep(base + 2500)).toBe(1);
+    expect(await store.get(touched!.id)).toBeUndefined();
+    expect((await store.get(kept!.id))?.idleExpiresAt).toBe(base + 50_000);
+    expect(store.size).toBe(1);
+  });
+
   it("does not keep the process alive", async () => {
     const child = spawn(
       process.execPath,

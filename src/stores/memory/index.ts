@@ -117,6 +117,8 @@ export class MemoryStore implements SessionStore {
     this.timer = setInterval(() => {
       this.expireInBackground();
       this.packInBackground();
+      // Memory of removals is given back between expiry runs, never inside one (see ExpiryHeap.compact).
+      if (!this.expiring) this.heap.compact();
     }, sweepIntervalMs);
     this.timer.unref();
   }
@@ -289,6 +291,7 @@ export class MemoryStore implements SessionStore {
       await yieldToEventLoop();
       removed += this.expireBatch(now);
     }
+    if (!this.closed) this.heap.compact();
     return removed;
   }
 
@@ -507,23 +510,29 @@ export class MemoryStore implements SessionStore {
     if (ids.size === 0) this.users.delete(userId);
   }
 
+  /** True when the heap's first place has come round: an entry expired, or one re-timed later to move. */
   private isDue(now: number): boolean {
     return this.heap.first() <= now;
   }
 
-  /** Removes what expired at or before `now`, for at most one batch budget; returns records removed. */
+  /**
+   * Removes what expired at or before `now`, for at most one batch budget; returns records removed.
+   * Entries re-timed later since they were placed are moved to their place on the way, in the same budget.
+   */
   private expireBatch(now: number): number {
     const deadline = performance.now() + BATCH_BUDGET_MS;
     let removed = 0;
     for (let n = 1; this.isDue(now); n++) {
-      const entry = this.heap.pop()!;
-      if (entry instanceof RecordEntry) {
-        this.drop(entry);
-        removed++;
-      } else if (entry instanceof AliasEntry) {
-        this.dropAlias(entry);
-      } else {
-        this.dropLock(entry);
+      if (!this.heap.settleFirst()) {
+        const entry = this.heap.pop()!;
+        if (entry instanceof RecordEntry) {
+          this.drop(entry);
+          removed++;
+        } else if (entry instanceof AliasEntry) {
+          this.dropAlias(entry);
+        } else {
+          this.dropLock(entry);
+        }
       }
       if (n % CHECK_EVERY === 0 && performance.now() >= deadline) break;
     }
@@ -540,8 +549,12 @@ export class MemoryStore implements SessionStore {
       }
       const now = Date.now();
       this.expireBatch(now);
-      if (this.isDue(now)) setImmediate(step);
-      else this.expiring = false;
+      if (this.isDue(now)) {
+        setImmediate(step);
+        return;
+      }
+      this.expiring = false;
+      this.heap.compact();
     };
     step();
   }
