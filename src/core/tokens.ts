@@ -155,17 +155,39 @@ export function matchesVerifier(checked: CheckedToken, verifier: string): boolea
  * from how long a miss takes.
  */
 export class TokenMemo {
-  readonly #last = new WeakMap<object, { checked: CheckedToken; bytes: Uint8Array }>();
+  readonly #last = new WeakMap<object, { checked: CheckedToken; words: Int32Array }>();
 
   /** The token parsed (null when malformed), from memory when this connection sent it last. */
   check(token: unknown, connection: object | undefined): CheckedToken | null {
     if (connection === undefined) return checkToken(token);
     const last = this.#last.get(connection);
-    if (last !== undefined && typeof token === "string" && equalBytes(token, last.bytes)) return last.checked;
+    if (last !== undefined && typeof token === "string" && equalToken(token, last.words)) return last.checked;
     const checked = checkToken(token);
-    if (checked !== null) this.#last.set(connection, { checked, bytes: asciiBytes(checked.token) });
+    if (checked !== null) this.#last.set(connection, { checked, words: tokenWords(checked.token) });
     return checked;
   }
+}
+
+// A token compared four bytes at a time: 17 words instead of 66 bytes per keep-alive request (docs/internals.md,
+// bench row "node:http + stowage (MemoryStore, 1 KB) vs the bare Map handler: instructions per request").
+const TOKEN_WORDS = Math.ceil(TOKEN_LENGTH / 4);
+
+/** A well-formed token's ASCII bytes as words, the bytes past its end zero. */
+function tokenWords(token: string): Int32Array {
+  const words = new Int32Array(TOKEN_WORDS);
+  utf8.encodeInto(token, new Uint8Array(words.buffer));
+  return words;
+}
+
+/** `equalBytes` against `tokenWords`: in time that depends only on the text's length and whether it is ASCII. */
+function equalToken(text: string, words: Int32Array): boolean {
+  if (text.length !== TOKEN_LENGTH) return false;
+  // The scratch bytes past the token may hold a longer text's; the stored words have zeros there.
+  for (let i = TOKEN_LENGTH; i < TOKEN_WORDS * 4; i++) left[i] = 0;
+  if (!intoScratch(text, left)) return false;
+  let diff = 0;
+  for (let i = 0; i < TOKEN_WORDS; i++) diff |= leftWords[i]! ^ words[i]!;
+  return diff === 0;
 }
 
 function checkToken(token: unknown): CheckedToken | null {
@@ -185,6 +207,7 @@ function checkToken(token: unknown): CheckedToken | null {
 const SCRATCH_CHARS = 80;
 const left = new Uint8Array(SCRATCH_CHARS * 3);
 const right = new Uint8Array(SCRATCH_CHARS * 3);
+const leftWords = new Int32Array(left.buffer);
 const utf8 = new TextEncoder();
 
 /**

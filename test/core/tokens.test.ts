@@ -112,6 +112,28 @@ describe("tokens", () => {
     expect(memo.check(altered, connection)).toBe(other);
   });
 
+  it("recognises the remembered token by every character, whatever the scratch space held before", () => {
+    const memo = new TokenMemo();
+    const connection = {};
+    const { token } = issueToken();
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: token.length - 1 }),
+        fc.constantFrom("A", "z", "-", "_", "0", "é", "\u0000", "😀".charAt(0)),
+        fc.string({ minLength: 67, maxLength: 80 }),
+        (at, char, longer) => {
+          const remembered = memo.check(token, connection)!;
+          // A longer text through the shared scratch bytes first: what it leaves past the token must not count.
+          equalText(longer, longer);
+          expect(memo.check(`${token}`.slice(0), connection)).toBe(remembered);
+          const altered = `${token.slice(0, at)}${char}${token.slice(at + 1)}`;
+          if (altered !== token) expect(memo.check(altered, connection)).not.toBe(remembered);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
   it("remembers a match only for the verifier it matched", () => {
     const memo = new TokenMemo();
     const connection = {};
