@@ -7,11 +7,11 @@ import type { Attributes, JsonValue } from "./record.js";
  * NaN/Infinity, cycles, objects that are not plain (Date, Map, class instances), and text that not every
  * store can keep exactly (see `isStorableText`).
  *
- * Fast path (docs/internals.md, bench row "express, a new 1 KB session per request: instructions per
- * request"): the text checks read the JSON text once instead of each string of the value. JSON.stringify
- * writes U+0000 and a lone surrogate as a \u escape, so a text without "\u" has neither; one with it (a
- * control character, a quoted backslash) gets the string-by-string check. Cycles are looked for only
- * below MAX_NESTING levels, where no session value goes.
+ * Fast path (docs/internals.md, bench row "express: a new session with 1 KB on every request (MemoryStore),
+ * stowage vs express-session: instructions per request"): the text checks read the JSON text once instead
+ * of each string of the value. JSON.stringify writes U+0000 and a lone surrogate as a \u escape, so a text
+ * without "\u" has neither; one with it (a control character, a quoted backslash) gets the string-by-string
+ * check. The walk looks for cycles only from MAX_NESTING levels down, which no session value reaches.
  */
 export function serializeJson(value: unknown, key: string): string {
   assertShape(value, key, 0);
