@@ -523,20 +523,21 @@ export class MemoryStore implements SessionStore {
     const deadline = performance.now() + BATCH_BUDGET_MS;
     let removed = 0;
     for (let n = 1; this.isDue(now); n++) {
-      if (!this.heap.settleFirst()) {
-        const entry = this.heap.pop()!;
-        if (entry instanceof RecordEntry) {
-          this.drop(entry);
-          removed++;
-        } else if (entry instanceof AliasEntry) {
-          this.dropAlias(entry);
-        } else {
-          this.dropLock(entry);
-        }
-      }
+      if (!this.heap.settleFirst()) removed += this.expire(this.heap.pop()!);
       if (n % CHECK_EVERY === 0 && performance.now() >= deadline) break;
     }
     return removed;
+  }
+
+  /** Removes an entry whose time has come; 1 when it was a record, 0 for an alias or a lock. */
+  private expire(entry: Entry): number {
+    if (entry instanceof RecordEntry) {
+      this.drop(entry);
+      return 1;
+    }
+    if (entry instanceof AliasEntry) this.dropAlias(entry);
+    else this.dropLock(entry);
+    return 0;
   }
 
   private expireInBackground(): void {
